@@ -1,0 +1,92 @@
+"""Bhushan et al. Model 2: self-attention CNN-BiLSTM with gender embedding.
+
+The headline system (SPEC §4): 40 log-Mel + Δ + ΔΔ over 3 s segments,
+conv 128 5×3 → max-pool 2×2 → five conv 256 5×3 → linear 768 → BiLSTM 128 →
+self-attention → global average pooling; gender embedding 300 → dense 64;
+dense 64 → softmax over 4 classes; Nadam, lr 1e-4, batch 40; max-pooled
+segment posteriors decide each utterance; IEMOCAP, 10-fold leave-one-
+speaker-out with the test speaker's session partner validating.
+
+Config argument (`--config=configs/selfattn_gender.py:ARG`):
+  iemocap    (default) the paper's setting; needs `tfds build` of IEMOCAP.
+  synthetic  the embedded synthetic corpus ('demo' size) with a narrower
+             model (widths below) so that it trains in minutes on a CPU.
+  tiny       a few steps of a tiny model on the tiny corpus (tests).
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config(arg: str = 'iemocap'):
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict(dict(
+      name='iemocap',
+      builder_config='',
+      data_dir=config_dict.placeholder(str),   # None: TFDS's default
+      split='all',
+      classes=('neutral', 'happy', 'sad', 'angry'),
+  ))
+  # Speaker-independent protocol; `fold` selects the test speaker (sorted ids).
+  c.protocol = ml_collections.ConfigDict(dict(name='loso', fold=0))
+
+  c.features = ml_collections.ConfigDict(dict(
+      name='logmel_deltas', sample_rate=16_000,
+      n_fft=512, win_length=400, hop_length=160,   # 25 ms Hamming, 10 ms hop
+      window='hamming', n_mels=40, fmin=0.0, fmax=8000.0, log_eps=1e-6,
+      delta_width=5,                               # HTK N=2
+      num_frames=config_dict.placeholder(int),     # None: segment / hop (300)
+      segment_seconds=3.0, segment_hop_seconds=3.0,
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name='selfattn_gender',
+      conv_features=(128, 256, 256, 256, 256, 256), conv_kernel=(5, 3), pool=(2, 2),
+      linear_units=768, lstm_units=128,
+      attention_dim=256, attention_heads=1, attention_activation='relu',
+      use_gender=True, gender_embed_dim=300, gender_units=64, hidden_units=64,
+  ))
+
+  c.optimizer = 'nadam'
+  c.learning_rate = 1e-4
+  c.grad_clip_norm = 0.0          # 0: off
+  c.batch_size = 40
+  c.num_epochs = 30
+  c.eval_every_epochs = 1.0
+  c.aggregation = 'max'           # segment → utterance posteriors
+  c.log_every_steps = 50
+  c.checkpoint_keep = 2
+
+  if arg == 'iemocap':
+    pass
+  elif arg in ('synthetic', 'tiny'):
+    c.data.name = 'ser_synthetic'
+    c.data.builder_config = 'demo' if arg == 'synthetic' else 'tiny'
+    if arg == 'synthetic':
+      # 10 speakers in 5 sessions: test session 1, validate on session 2.
+      c.protocol = ml_collections.ConfigDict(dict(name='loso_session', fold=0))
+      c.model.conv_features = (32, 64, 64)
+      c.model.linear_units = 128
+      c.model.lstm_units = 64
+      c.model.attention_dim = 64
+      c.learning_rate = 1e-3
+      c.num_epochs = 12
+      c.log_every_steps = 10
+    else:
+      c.features.segment_seconds = 1.0
+      c.features.segment_hop_seconds = 1.0
+      c.model.conv_features = (8, 16)
+      c.model.linear_units = 32
+      c.model.lstm_units = 16
+      c.model.attention_dim = 16
+      c.model.gender_embed_dim = 8
+      c.model.gender_units = 8
+      c.model.hidden_units = 16
+      c.learning_rate = 1e-3
+      c.batch_size = 8
+      c.num_epochs = 2
+      c.log_every_steps = 1
+  else:
+    raise ValueError(f'unknown config argument {arg!r}: iemocap, synthetic or tiny')
+  return c

@@ -1,0 +1,77 @@
+"""ser_jax entry point: train, evaluate or predict with one config.
+
+  python run.py --config=configs/selfattn_gender.py:synthetic --workdir=runs/demo
+  python run.py --config=configs/selfattn_gender.py:synthetic --workdir=runs/demo --mode=evaluate
+  python run.py --config=configs/selfattn_gender.py:synthetic --workdir=runs/demo \
+      --mode=predict --wav=clip.wav
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and reports.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'],
+                          'train (then evaluate on test), evaluate a checkpoint, or predict.')
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, 'evaluate/predict: a step number, a step folder or a checkpoints '
+    'folder (default: the workdir\'s best checkpoint by validation UAR).')
+_SPLIT = flags.DEFINE_list('split', ['test'], 'evaluate: split(s) to evaluate.')
+_WAV = flags.DEFINE_string('wav', None, 'predict: audio file(s) and/or folder(s), comma-separated.')
+_GENDER = flags.DEFINE_enum('gender', None, ['female', 'male'],
+                            'predict: speaker gender (default: average over both).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from ser_jax import train  # pylint: disable=g-import-not-at-top
+  try:
+    if _MODE.value == 'train':
+      if not _WORKDIR.value:
+        raise app.UsageError('--workdir is required for training')
+      results = train.train_and_evaluate(config, _WORKDIR.value)
+      print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
+            f'  (checkpoint step {results["checkpoint_step"]}, results in '
+            f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
+    elif _MODE.value == 'evaluate':
+      from ser_jax import predict  # pylint: disable=g-import-not-at-top
+      ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value)
+      exp = train.build_experiment(config)
+      outdir = _WORKDIR.value or os.path.dirname(ckpt.manager.directory)
+      train.evaluate_checkpoint(exp, ckpt, outdir, step, splits=tuple(_SPLIT.value))
+    else:
+      from ser_jax import predict  # pylint: disable=g-import-not-at-top
+      if not _WAV.value:
+        raise app.UsageError('--mode=predict needs --wav')
+      failed = 0
+      for result in predict.predict_files(config, _WORKDIR.value,
+                                          predict.expand_paths(_WAV.value),
+                                          _GENDER.value, _CHECKPOINT.value):
+        print(json.dumps(result), flush=True)
+        failed += 'error' in result
+      if failed:
+        print(f'{failed} file(s) could not be read', file=sys.stderr)
+        sys.exit(1)
+  except input_pipeline.CorpusNotPreparedError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except FileNotFoundError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,74 @@
+"""Orbax checkpoints of a training run: the last K steps plus the best one.
+
+Each checkpoint holds the whole train state (params, optimiser state, step,
+RNG and the feature normalisation statistics) and its validation metrics;
+the best step is the one with the highest validation UAR.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+METRIC = 'val_uar'
+
+
+class Checkpoints:
+  """A thin wrapper of `ocp.CheckpointManager` for one run's directory."""
+
+  def __init__(self, directory: str, keep: int = 2, async_save: bool = True):
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(keep),
+        ocp.checkpoint_managers.BestN(
+            get_metric_fn=lambda m: m[METRIC], n=1,
+            keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy, enable_async_checkpointing=async_save, create=True)
+    self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def best_step(self):
+    """Step with the highest validation UAR (earliest among ties), or None."""
+    best, best_value = None, None
+    for step in sorted(self.manager.all_steps()):
+      metrics = self.manager.metrics(step)
+      if metrics is None or METRIC not in metrics:
+        continue
+      if best_value is None or metrics[METRIC] > best_value:
+        best, best_value = step, metrics[METRIC]
+    return best
+
+  def save(self, step: int, state, metrics: dict):
+    self.manager.save(int(step), args=ocp.args.StandardSave(state),
+                      metrics={k: float(v) for k, v in metrics.items()})
+
+  def restore(self, step: int, target):
+    """Restores `step` into the structure, dtypes and shardings of `target`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    return self.manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+
+  def restore_latest(self, target):
+    """(state, step) of the newest readable checkpoint, or (None, None).
+
+    A corrupt or partial checkpoint is skipped with a warning and the
+    previous one is tried.
+    """
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        return self.restore(step, target), step
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Checkpoint step %d in %s is unreadable (%s: %s); '
+                        'falling back to the previous one.',
+                        step, self.manager.directory, type(e).__name__, e)
+    return None, None
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()

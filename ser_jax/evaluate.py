@@ -1,0 +1,84 @@
+"""Evaluation: segment posteriors → utterance decisions → metrics and reports."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from ser_jax import input_pipeline
+from ser_jax import metrics as metrics_lib
+from ser_jax import sharding
+
+
+def aggregate(probs: np.ndarray, utterance: np.ndarray, num_utterances: int,
+              method: str = 'max') -> np.ndarray:
+  """Utterance posteriors [U, K] from segment posteriors [S, K].
+
+  'max' max-pools each class's posterior over an utterance's segments (the
+  headline paper); 'mean' averages them.
+  """
+  k = probs.shape[1]
+  if method == 'max':
+    out = np.full((num_utterances, k), -np.inf, probs.dtype)
+    np.maximum.at(out, utterance, probs)
+  elif method == 'mean':
+    out = np.zeros((num_utterances, k), probs.dtype)
+    np.add.at(out, utterance, probs)
+    out /= np.bincount(utterance, minlength=num_utterances)[:, None]
+  else:
+    raise ValueError(f'unknown aggregation {method!r}')
+  if not np.isfinite(out).all():
+    raise ValueError('an utterance has no segment')
+  return out
+
+
+def segment_posteriors(eval_step: Callable, state, seg: input_pipeline.Segments,
+                       batch_size: int, mesh) -> np.ndarray:
+  """Softmax posteriors [S, K] of every segment, in order."""
+  out = []
+  for batch in input_pipeline.eval_batches(seg, batch_size):
+    weight = batch['weight']
+    probs = np.asarray(jax.device_get(eval_step(state, sharding.shard_batch(batch, mesh))))
+    out.append(probs[weight > 0])
+  return np.concatenate(out, axis=0)
+
+
+def evaluate_segments(eval_step: Callable, state, seg: input_pipeline.Segments,
+                      batch_size: int, mesh, class_names: Sequence[str],
+                      aggregation: str = 'max') -> dict:
+  """Utterance-level report (UAR, WA, confusion, per class) of one split."""
+  probs = segment_posteriors(eval_step, state, seg, batch_size, mesh)
+  utt_probs = aggregate(probs, seg.utterance, len(seg.utterances), aggregation)
+  pred = utt_probs.argmax(axis=1)
+  report = metrics_lib.report(seg.utterances.labels, pred, class_names)
+  report['aggregation'] = aggregation
+  report['num_segments'] = int(len(seg))
+  report['predictions'] = [
+      {'path': str(p), 'speaker': str(s), 'label': class_names[int(t)],
+       'predicted': class_names[int(y)], 'probabilities': [round(float(v), 5) for v in pr]}
+      for p, s, t, y, pr in zip(seg.utterances.paths, seg.utterances.speakers,
+                                seg.utterances.labels, pred, utt_probs)]
+  return report
+
+
+def format_report(name: str, report: dict) -> str:
+  classes = report['classes']
+  width = max(len(c) for c in classes) + 2
+  lines = [f'{name}: UAR {100 * report["uar"]:.2f}%  WA {100 * report["wa"]:.2f}%  '
+           f'({report["num_examples"]} utterances, {report["aggregation"]}-pooled segments)',
+           'confusion (% of each true class; rows true, columns predicted):',
+           ' ' * width + ''.join(f'{c[:7]:>8}' for c in classes)]
+  for c, row in zip(classes, report['confusion_pct']):
+    lines.append(f'{c:<{width}}' + ''.join(f'{v:8.1f}' for v in row))
+  return '\n'.join(lines)
+
+
+def write_json(path: str, obj):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)

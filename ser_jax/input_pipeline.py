@@ -1,0 +1,245 @@
+"""TFDS corpus → speaker-independent splits → fixed-length segments → batches.
+
+The corpora of SER are small (IEMOCAP is ~12 h), so a split is loaded once into
+host memory as int16 and batched with numpy. Batches are a pure function of
+(seed, step), which makes a resumed run see exactly the batches an
+uninterrupted one would. Feature extraction happens later, on device.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ser_jax import splits as splits_lib
+
+# Where each corpus's builder lives and what --manual_dir must point at.
+MANUAL_DIR_HINTS = {
+    'iemocap': '~/corpora/IEMOCAP_full_release',
+    'ravdess': '~/corpora/RAVDESS',
+    'crema_d': '~/corpora/CREMA-D',
+    'tess': '~/corpora/TESS',
+    'savee': '~/corpora/SAVEE',
+}
+
+
+class CorpusNotPreparedError(RuntimeError):
+  """The requested corpus has not been built with `tfds build` yet."""
+
+
+@dataclasses.dataclass
+class Utterances:
+  """One split of a corpus, one entry per utterance (audio as int16)."""
+  audio: list            # of int16 arrays
+  labels: np.ndarray     # int32 class index into the config's class list
+  genders: np.ndarray    # int32, 0 female 1 male
+  speakers: np.ndarray   # str
+  paths: np.ndarray      # str
+
+  def __len__(self):
+    return len(self.audio)
+
+  def take(self, idx) -> 'Utterances':
+    idx = np.asarray(idx, np.int64)
+    return Utterances([self.audio[i] for i in idx], self.labels[idx],
+                      self.genders[idx], self.speakers[idx], self.paths[idx])
+
+
+@dataclasses.dataclass
+class Segments:
+  """Fixed-length segments of a split, with the segment→utterance map."""
+  audio: np.ndarray      # int16 [S, segment_samples], zero-padded tail
+  lengths: np.ndarray    # int32 [S] valid samples of each segment
+  labels: np.ndarray     # int32 [S]
+  genders: np.ndarray    # int32 [S]
+  utterance: np.ndarray  # int32 [S] index of the segment's utterance
+  utterances: Utterances
+
+  def __len__(self):
+    return len(self.lengths)
+
+
+def tfds_name(data_cfg) -> str:
+  return f'{data_cfg.name}/{data_cfg.builder_config}' if data_cfg.get(
+      'builder_config') else data_cfg.name
+
+
+def _build_command(data_cfg) -> str:
+  cmd = f'tfds build tfds_builders/{data_cfg.name}'
+  if data_cfg.get('builder_config'):
+    cmd += f' --config={data_cfg.builder_config}'
+  hint = MANUAL_DIR_HINTS.get(data_cfg.name)
+  if hint:
+    cmd += f' --manual_dir={hint}'
+  if data_cfg.get('data_dir'):
+    cmd += f' --data_dir={data_cfg.data_dir}'
+  return cmd
+
+
+def get_builder(data_cfg):
+  """The TFDS builder of `data_cfg.name`, prepared.
+
+  Corpora that need no download (the embedded synthetic one) are built on
+  first use; the others must have been built with `tfds build`, otherwise
+  `CorpusNotPreparedError` names the command to run.
+  """
+  import tensorflow_datasets as tfds
+  import tfds_builders  # noqa: F401  (registers the project's builders)
+
+  name = tfds_name(data_cfg)
+  data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.get('data_dir') else None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+    raise CorpusNotPreparedError(
+        f'Corpus {name!r} is not prepared in {data_dir or tfds.core.constants.DATA_DIR} '
+        f'({type(e).__name__}). Build it once with:\n  {_build_command(data_cfg)}') from e
+  if builder.is_prepared():
+    return builder
+  if getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+    raise CorpusNotPreparedError(
+        f'Corpus {name!r} is not prepared in {builder.data_dir_root}. It needs '
+        f'the original files; build it once with:\n  {_build_command(data_cfg)}')
+  logging.info('Preparing %s in %s (first use).', name, builder.data_dir_root)
+  builder.download_and_prepare()
+  return builder
+
+
+def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
+  """All utterances of the configured classes, and speaker → session.
+
+  Utterances whose emotion is not among `data_cfg.classes` are left out
+  (their count per emotion is logged, never silently).
+  """
+  import tensorflow_datasets as tfds
+
+  builder = get_builder(data_cfg)
+  features = builder.info.features
+  emotion_names = features['emotion'].names
+  gender_names = features['gender'].names
+  class_index = {c: i for i, c in enumerate(data_cfg.classes)}
+  unknown = set(class_index) - set(emotion_names)
+  if unknown:
+    raise ValueError(f'classes {sorted(unknown)} are not emotions of '
+                     f'{builder.name}: {emotion_names}')
+  if tuple(gender_names) != ('female', 'male'):
+    raise ValueError(f'unexpected gender names {gender_names}')
+
+  ds = builder.as_dataset(split=data_cfg.get('split', 'all'), shuffle_files=False)
+  audio, labels, genders, speakers, paths = [], [], [], [], []
+  speaker_session, skipped = {}, {}
+  for ex in tfds.as_numpy(ds):
+    speaker = ex['speaker'].decode()
+    speaker_session[speaker] = ex['session'].decode()
+    emotion = emotion_names[ex['emotion']]
+    if emotion not in class_index:
+      skipped[emotion] = skipped.get(emotion, 0) + 1
+      continue
+    audio.append(np.asarray(ex['audio'], np.int16).reshape(-1))
+    labels.append(class_index[emotion])
+    genders.append(int(ex['gender']))
+    speakers.append(speaker)
+    paths.append(ex['path'].decode())
+  if skipped:
+    logging.info('Left out %d utterances of emotions outside %s: %s',
+                 sum(skipped.values()), list(data_cfg.classes), skipped)
+  if not audio:
+    raise ValueError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
+  order = np.argsort(np.asarray(paths), kind='stable')  # deterministic order
+  utts = Utterances(audio, np.asarray(labels, np.int32), np.asarray(genders, np.int32),
+                    np.asarray(speakers), np.asarray(paths))
+  return utts.take(order), speaker_session
+
+
+def split_corpus(utts: Utterances, speaker_session: Mapping[str, str],
+                 protocol) -> tuple[dict[str, Utterances], dict[str, list[str]]]:
+  """Utterances of train/validation/test under a speaker-independent protocol."""
+  speaker_sets = splits_lib.speaker_split(speaker_session, protocol)
+  out = {name: utts.take(np.flatnonzero(np.isin(utts.speakers, spk)))
+         for name, spk in speaker_sets.items()}
+  for name, part in out.items():
+    if not len(part):
+      raise ValueError(f'split {name!r} (speakers {speaker_sets[name]}) has no '
+                       'utterance of the configured classes')
+  return out, speaker_sets
+
+
+def segment(utts: Utterances, segment_samples: int, hop_samples: int) -> Segments:
+  """Cuts each utterance into segments; the tail is zero-padded.
+
+  An utterance shorter than one segment gives one padded segment (never
+  dropped); a longer one gives 1 + ceil((n - segment) / hop) segments, the last
+  covering the end.
+  """
+  if segment_samples <= 0 or hop_samples <= 0:
+    raise ValueError('segment and hop lengths must be positive')
+  counts = [1 + max(0, -(-(len(a) - segment_samples) // hop_samples)) for a in utts.audio]
+  total = int(np.sum(counts))
+  audio = np.zeros((total, segment_samples), np.int16)
+  lengths = np.zeros(total, np.int32)
+  utterance = np.repeat(np.arange(len(utts), dtype=np.int32), counts)
+  row = 0
+  for a, n in zip(utts.audio, counts):
+    for k in range(n):
+      piece = a[k * hop_samples:k * hop_samples + segment_samples]
+      audio[row, :len(piece)] = piece
+      lengths[row] = len(piece)
+      row += 1
+  return Segments(audio, lengths, utts.labels[utterance], utts.genders[utterance],
+                  utterance, utts)
+
+
+def _batch(seg: Segments, idx: np.ndarray, weight: np.ndarray) -> dict[str, np.ndarray]:
+  return {'audio': seg.audio[idx], 'lengths': seg.lengths[idx],
+          'labels': seg.labels[idx], 'gender': seg.genders[idx],
+          'weight': weight.astype(np.float32)}
+
+
+def steps_per_epoch(seg: Segments, batch_size: int) -> int:
+  return max(1, len(seg) // batch_size)
+
+
+def train_batches(seg: Segments, batch_size: int, seed: int,
+                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Endless shuffled batches; batch k is a pure function of (seed, k).
+
+  Each epoch is a fresh permutation seeded by (seed, epoch); the incomplete
+  last batch of an epoch is dropped (a corpus smaller than one batch is
+  sampled with replacement up to one batch).
+  """
+  n = len(seg)
+  per_epoch = steps_per_epoch(seg, batch_size)
+  step = start_step
+  while True:
+    epoch, k = divmod(step, per_epoch)
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(n)
+    if n < batch_size:
+      perm = np.concatenate([perm, rng.choice(n, batch_size - n)])
+    idx = perm[k * batch_size:(k + 1) * batch_size]
+    yield _batch(seg, idx, np.ones(batch_size))
+    step += 1
+
+
+def eval_batches(seg: Segments, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """All segments in order; the last batch is padded with weight-0 rows."""
+  n = len(seg)
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    weight = np.ones(batch_size)
+    if len(idx) < batch_size:
+      weight[len(idx):] = 0
+      idx = np.concatenate([idx, np.zeros(batch_size - len(idx), np.int64)])
+    yield _batch(seg, idx, weight)
+
+
+def describe(parts: Mapping[str, Utterances], class_names: Sequence[str]) -> str:
+  lines = []
+  for name, u in parts.items():
+    counts = np.bincount(u.labels, minlength=len(class_names))
+    per_class = ', '.join(f'{c} {k}' for c, k in zip(class_names, counts))
+    lines.append(f'{name}: {len(u)} utterances, speakers {sorted(set(u.speakers))}; {per_class}')
+  return '\n'.join(lines)

@@ -1,0 +1,30 @@
+"""Model registry: config name → Flax module.
+
+A new model is one file in this package plus one line in `_REGISTRY`.
+Models know nothing of data or training: they map normalised features
+`[B, T, F, C]`, a frame mask `[B, T]` and gender ids `[B]` to logits.
+"""
+from __future__ import annotations
+
+import functools
+
+from ser_jax.models import crnn
+
+_REGISTRY = {
+    'selfattn_gender': functools.partial(crnn.ConvBiLSTMAttention, pooling='self_attention'),
+    'attention_gender': functools.partial(crnn.ConvBiLSTMAttention, pooling='additive'),
+}
+
+
+def names():
+  return sorted(_REGISTRY)
+
+
+def create_model(model_cfg, num_classes: int):
+  """Instantiates `model_cfg.name` with the other fields as arguments."""
+  cfg = dict(model_cfg)
+  name = cfg.pop('name')
+  if name not in _REGISTRY:
+    raise ValueError(f'unknown model {name!r}; known: {names()}')
+  cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+  return _REGISTRY[name](num_classes=num_classes, **cfg)

@@ -1,0 +1,307 @@
+"""Training: create_train_state, train_step, eval_step and the loop.
+
+`train_and_evaluate(config, workdir)` trains one fold of a protocol, keeps
+Orbax checkpoints (the last few and the best by validation UAR), resumes from
+the latest one, and ends by evaluating the best checkpoint on the test split.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ser_jax import checkpoints as checkpoints_lib
+from ser_jax import evaluate as evaluate_lib
+from ser_jax import features as features_lib
+from ser_jax import input_pipeline
+from ser_jax import models
+from ser_jax import sharding
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  norm: Any        # feature statistics {'mean', 'std'} of the training split
+  rng: jax.Array   # raw uint32 key data, so it checkpoints as a plain array
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or Inf loss."""
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a fold needs, built once from the config."""
+  config: ml_collections.ConfigDict
+  class_names: tuple
+  frontend: Callable
+  model: Any
+  tx: optax.GradientTransformation
+  mesh: Any
+  segments: dict | None = None   # split name → input_pipeline.Segments
+  speakers: dict | None = None   # split name → speaker ids
+
+
+# ---------------------------------------------------------------------------
+# Construction.
+
+_OPTIMIZERS = {
+    'nadam': optax.nadam,            # Adam with Nesterov momentum (the paper)
+    'adam': optax.adam,
+    'adamw': optax.adamw,
+    'sgd': optax.sgd,
+}
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  name = config.optimizer
+  if name not in _OPTIMIZERS:
+    raise ValueError(f'unknown optimizer {name!r}; known: {sorted(_OPTIMIZERS)}')
+  tx = _OPTIMIZERS[name](config.learning_rate)
+  if config.get('grad_clip_norm'):
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+def feature_config(config) -> ml_collections.ConfigDict:
+  """Feature config with `num_frames` derived from the segment length if unset."""
+  fcfg = ml_collections.ConfigDict(config.features.to_dict())
+  if fcfg.get('num_frames') is None:
+    fcfg.num_frames = segment_samples(config) // fcfg.hop_length
+  return fcfg
+
+
+def segment_samples(config) -> int:
+  return int(round(config.features.segment_seconds * config.features.sample_rate))
+
+
+def build_experiment(config, mesh=None, with_data: bool = True) -> Experiment:
+  """Builds front end, model and optimiser; with data, also loads the corpus,
+  splits it by speaker under the protocol and segments every split."""
+  mesh = mesh or sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  class_names = tuple(config.data.classes)
+  exp = Experiment(
+      config=config, class_names=class_names,
+      frontend=features_lib.make_frontend(feature_config(config)),
+      model=models.create_model(config.model, len(class_names)),
+      tx=make_optimizer(config), mesh=mesh)
+  if with_data:
+    utts, speaker_session = input_pipeline.load_corpus(config.data)
+    parts, exp.speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
+    logging.info('Protocol %s fold %s:\n%s', config.protocol.name,
+                 config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
+    seg_len = segment_samples(config)
+    hop = int(round(config.features.segment_hop_seconds * config.features.sample_rate))
+    exp.segments = {name: input_pipeline.segment(u, seg_len, hop)
+                    for name, u in parts.items()}
+  return exp
+
+
+def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
+  """Initialised, replicated state (normalisation statistics still identity)."""
+  n = exp.config.batch_size
+  audio = jnp.zeros((n, segment_samples(exp.config)), jnp.float32)
+  feats, mask = jax.eval_shape(exp.frontend, audio, jnp.full((n,), audio.shape[1]))
+  init_rng, state_rng = jax.random.split(rng)
+
+  def init():
+    params = exp.model.init(init_rng, jnp.zeros(feats.shape, feats.dtype),
+                            jnp.ones(mask.shape, bool), jnp.zeros((n,), jnp.int32))['params']
+    shape = feats.shape[2:]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=exp.tx.init(params),
+        norm={'mean': jnp.zeros(shape, jnp.float32), 'std': jnp.ones(shape, jnp.float32)},
+        rng=jax.random.key_data(state_rng))
+
+  return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
+
+
+def _features(exp: Experiment, batch, norm):
+  audio = batch['audio'].astype(jnp.float32) / 32768.0
+  feats, mask = exp.frontend(audio, batch['lengths'])
+  return features_lib.normalize(feats, norm, mask), mask
+
+
+def make_train_step(exp: Experiment) -> Callable:
+  """jit-compiled (state, batch) → (state, metrics), data-parallel over the mesh.
+
+  A non-finite loss or gradient leaves the state unchanged and is reported in
+  the metrics (`nonfinite`), so the last good parameters survive.
+  """
+
+  def train_step(state: TrainState, batch):
+    feats, mask = _features(exp, batch, state.norm)
+    weight = batch['weight']
+
+    def loss_fn(params):
+      logits = exp.model.apply({'params': params}, feats, mask, batch['gender'], train=True)
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['labels'])
+      loss = (ce * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+      return loss, logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                              opt_state=keep(opt_state, state.opt_state))
+    correct = (logits.argmax(-1) == batch['labels']) * weight
+    metrics = {'loss': loss, 'accuracy': correct.sum() / jnp.maximum(weight.sum(), 1.0),
+               'grad_norm': grad_norm, 'nonfinite': ~finite}
+    return new_state, metrics
+
+  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
+  return jax.jit(train_step, in_shardings=(rep, data), out_shardings=(rep, rep),
+                 donate_argnums=0)
+
+
+def make_eval_step(exp: Experiment) -> Callable:
+  """jit-compiled (state, batch) → segment posteriors [B, K] (replicated)."""
+
+  def eval_step(state: TrainState, batch):
+    feats, mask = _features(exp, batch, state.norm)
+    logits = exp.model.apply({'params': state.params}, feats, mask, batch['gender'])
+    return jax.nn.softmax(logits, axis=-1)
+
+  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
+  return jax.jit(eval_step, in_shardings=(rep, data), out_shardings=rep)
+
+
+def compute_norm_stats(exp: Experiment, seg: input_pipeline.Segments) -> dict:
+  """Per-(band, channel) mean and std over the valid frames of `seg` (training split)."""
+
+  def stats(batch):
+    audio = batch['audio'].astype(jnp.float32) / 32768.0
+    feats, mask = exp.frontend(audio, batch['lengths'])
+    return features_lib.accumulate_stats(feats, mask & (batch['weight'] > 0)[:, None])
+
+  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
+  stats = jax.jit(stats, in_shardings=(data,), out_shardings=rep)
+  acc = None
+  for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
+    part = stats(sharding.shard_batch(batch, exp.mesh))
+    acc = part if acc is None else features_lib.merge_stats(acc, part)
+  return jax.device_put(features_lib.finalize_stats(acc), sharding.replicated(exp.mesh))
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+
+def _write_config(config, workdir):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+
+
+def _append_jsonl(path, record):
+  with open(path, 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
+def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
+                     step: int | None = None) -> tuple[TrainState, int]:
+  """The state of `step` (default: best by validation UAR, else latest)."""
+  target = create_train_state(exp, jax.random.key(0))
+  if step is None:
+    step = ckpt.best_step()
+  if step is None:
+    step = ckpt.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpt.manager.directory}')
+  return ckpt.restore(step, target), step
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       mesh=None) -> dict:
+  """Trains one fold in `workdir` (resuming if possible); returns the results."""
+  workdir = os.path.abspath(workdir)
+  _write_config(config, workdir)
+  exp = build_experiment(config, mesh)
+  train_seg = exp.segments['train']
+  per_epoch = input_pipeline.steps_per_epoch(train_seg, config.batch_size)
+  total_steps = config.num_epochs * per_epoch
+  eval_every = max(1, int(config.eval_every_epochs * per_epoch))
+
+  ckpt = checkpoints_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
+                                     keep=config.checkpoint_keep)
+  state = create_train_state(exp, jax.random.key(config.seed))
+  restored, step = ckpt.restore_latest(state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from checkpoint step %d of %d.', step, total_steps)
+  else:
+    t0 = time.time()
+    state = state.replace(norm=compute_norm_stats(exp, train_seg))
+    logging.info('Normalisation statistics from %d training segments in %.1fs.',
+                 len(train_seg), time.time() - t0)
+  step = int(jax.device_get(state.step))
+
+  train_step = make_train_step(exp)
+  eval_step = make_eval_step(exp)
+  history_path = os.path.join(workdir, 'history.jsonl')
+  batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
+                                         start_step=step)
+  t0, examples, pending = time.time(), 0, []
+  while step < total_steps:
+    state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
+    step += 1
+    examples += config.batch_size
+    pending.append(metrics)
+    if step % config.log_every_steps == 0 or step % eval_every == 0 or step == total_steps:
+      host = jax.device_get(pending)
+      pending = []
+      if any(bool(m['nonfinite']) for m in host):
+        raise NonFiniteLossError(
+            f'non-finite loss or gradient before step {step} '
+            f'(losses {[float(m["loss"]) for m in host]}); stopping. The last good '
+            f'checkpoint in {ckpt.manager.directory} is kept; lower the learning rate '
+            'or check the input features.')
+      rate = examples / max(time.time() - t0, 1e-9)
+      logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s',
+                   step, total_steps, step / per_epoch, float(host[-1]['loss']),
+                   float(np.mean([m['accuracy'] for m in host])), rate)
+    if step % eval_every == 0 or step == total_steps:
+      val = evaluate_lib.evaluate_segments(
+          eval_step, state, exp.segments['validation'], config.batch_size, exp.mesh,
+          exp.class_names, config.aggregation)
+      record = {'step': step, 'epoch': step / per_epoch,
+                'train_loss': float(host[-1]['loss']),
+                'val_uar': val['uar'], 'val_wa': val['wa']}
+      _append_jsonl(history_path, record)
+      logging.info('validation at step %d: UAR %.4f WA %.4f', step, val['uar'], val['wa'])
+      ckpt.save(step, state, {'val_uar': val['uar'], 'val_wa': val['wa']})
+      t0, examples = time.time(), 0
+  ckpt.wait()
+  return evaluate_checkpoint(exp, ckpt, workdir)
+
+
+def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, workdir: str,
+                        step: int | None = None, splits=('validation', 'test')) -> dict:
+  """Evaluates a checkpoint (default: best by validation UAR) and writes results."""
+  state, step = restore_for_eval(exp, ckpt, step)
+  eval_step = make_eval_step(exp)
+  results = {'checkpoint_step': step, 'speakers': exp.speakers}
+  for split in splits:
+    report = evaluate_lib.evaluate_segments(
+        eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
+        exp.class_names, exp.config.aggregation)
+    results[split] = report
+    print(evaluate_lib.format_report(f'{split} (speakers {exp.speakers[split]})', report),
+          flush=True)
+  evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
+  evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
+  return results

@@ -1,0 +1,304 @@
+"""Parity of ser_jax.features with librosa 0.11, masks, batching and stats.
+
+librosa returns [F, T]; ser_jax returns [T, F], so references are transposed.
+Linear-domain quantities (STFT, Mel power, deltas of arbitrary data) are
+compared by relative error = max |got - ref| / max |ref| <= 1e-4. Log-domain
+quantities (log-Mel and its deltas) are compared with an absolute tolerance of
+2e-4 nats (observed <= 3e-5 on CPU): float32 rounding of the FFT is relative to a frame's total
+energy, so bands whose energy is many decades below the frame's peak (and the
+padded frames near log(eps)) carry a small absolute, not relative, error.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import librosa
+import ml_collections
+import numpy as np
+import pytest
+
+from ser_jax import features as F
+
+SR = 16000
+N_FFT, WIN, HOP = 512, 400, 160
+LENGTHS = (300, 1000, 12345, 48000)
+LOG_ATOL = 2e-4
+
+
+def rel_err(got, ref):
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def noise(n, seed=0):
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32) * 0.1
+
+
+def harmonic(n, seed=1):
+    """Chirped sum of harmonics (f0 120 -> 300 Hz) with 4 Hz amplitude
+    modulation, plus a -60 dB noise floor (as any recording has)."""
+    t = np.arange(n) / SR
+    dur = max(n / SR, 1e-3)
+    f0 = 120.0 + (300.0 - 120.0) * t / dur
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 25))
+    y = y * (0.6 + 0.4 * np.sin(2 * np.pi * 4.0 * t))
+    y = 0.3 * y / np.max(np.abs(y))
+    y = y + 3e-4 * np.random.default_rng(seed).standard_normal(n)
+    return y.astype(np.float32)
+
+
+SIGNALS = [(kind, n) for kind in ('noise', 'harmonic') for n in LENGTHS]
+
+
+def make_signal(kind, n):
+    return noise(n) if kind == 'noise' else harmonic(n)
+
+
+def ref_melspec(y, window='hamming', n_mels=40, fmin=0.0, fmax=8000.0):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # librosa warns n_fft > len for short y
+        return librosa.feature.melspectrogram(
+            y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+            window=window, center=True, pad_mode='constant', power=2.0,
+            n_mels=n_mels, fmin=fmin, fmax=fmax).T
+
+
+def default_cfg(**overrides):
+    cfg = ml_collections.ConfigDict(dict(
+        name='logmel_deltas', sample_rate=SR, n_fft=N_FFT, win_length=WIN,
+        hop_length=HOP, window='hamming', n_mels=40, fmin=0.0, fmax=8000.0,
+        log_eps=1e-6, delta_width=5, num_frames=300))
+    cfg.update(overrides)
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# STFT / Mel / log-Mel
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('kind,n', SIGNALS)
+@pytest.mark.parametrize('window', ['hamming', 'hann'])
+def test_stft_matches_librosa(kind, n, window):
+    y = make_signal(kind, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        ref = librosa.stft(y, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+                           window=window, center=True, pad_mode='constant').T
+    got = np.asarray(F.stft(y, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+                            window=window))
+    assert got.shape == (1 + n // HOP, N_FFT // 2 + 1)
+    assert F.stft_num_frames(n, N_FFT, HOP) == got.shape[0]
+    assert rel_err(np.abs(got), np.abs(ref)) <= 1e-4
+    assert rel_err(got, ref) <= 1e-4  # complex values (phase) too
+
+
+def test_stft_not_centered_and_batched():
+    y = np.stack([noise(4000, 3), harmonic(4000, 4)])
+    ref = np.stack([librosa.stft(r, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+                                 window='hann', center=False).T for r in y])
+    got = np.asarray(F.stft(y, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+                            window='hann', center=False))
+    assert rel_err(got, ref) <= 1e-4
+
+
+@pytest.mark.parametrize('kind,n', SIGNALS)
+@pytest.mark.parametrize('window', ['hamming', 'hann'])
+def test_mel_and_log_mel_match_librosa(kind, n, window):
+    y = make_signal(kind, n)
+    ref = ref_melspec(y, window=window)
+    spec = F.stft(y, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window=window)
+    mel = F.mel_spectrogram(F.power_spectrogram(spec),
+                            F.mel_filterbank(SR, N_FFT, 40, 0.0, 8000.0))
+    assert rel_err(mel, ref) <= 1e-4
+    lm = np.asarray(F.log_mel(mel, 1e-6))
+    np.testing.assert_allclose(lm, np.log(ref + 1e-6), rtol=0, atol=LOG_ATOL)
+
+
+def test_mel_filterbank_cached_and_fmax_none():
+    a = F.mel_filterbank(SR, N_FFT, 40, 0.0, None)
+    b = F.mel_filterbank(SR, N_FFT, 40, 0.0, 8000.0)
+    assert a is b and a.shape == (N_FFT // 2 + 1, 40) and a.dtype == np.float32
+    np.testing.assert_array_equal(
+        a.T, librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=40, fmin=0.0,
+                                 fmax=8000.0))
+
+
+# ---------------------------------------------------------------------------
+# Deltas
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('width', [3, 5, 9])
+@pytest.mark.parametrize('order', [1, 2])
+@pytest.mark.parametrize('t', [9, 10, 57, 300])
+def test_delta_matches_librosa(width, order, t):
+    x = np.random.default_rng(t).standard_normal((2, t, 40)).astype(np.float32)
+    x = x + 10.0  # log-Mel-like offset
+    ref = librosa.feature.delta(np.swapaxes(x, -1, -2), width=width,
+                                order=order, axis=-1)
+    got = F.delta(x, width=width, order=order)  # time axis -2
+    assert rel_err(got, np.swapaxes(ref, -1, -2)) <= 1e-4
+    # Explicit axis, librosa layout.
+    got2 = F.delta(np.swapaxes(x, -1, -2), width=width, order=order, axis=-1)
+    assert rel_err(got2, ref) <= 1e-4
+
+
+def test_delta_width_equal_to_length():
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    for order in (1, 2):
+        ref = librosa.feature.delta(x.T, width=5, order=order).T
+        assert rel_err(F.delta(x, width=5, order=order), ref) <= 1e-4
+
+
+@pytest.mark.parametrize('kwargs,t', [
+    (dict(width=4), 20), (dict(width=1), 20), (dict(width=9), 8),
+    (dict(width=5, order=0), 20), (dict(width=5, order=1.5), 20)])
+def test_delta_rejects_bad_args(kwargs, t):
+    with pytest.raises(ValueError):
+        F.delta(jnp.zeros((t, 4)), **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Masks and the headline stack
+# ---------------------------------------------------------------------------
+
+
+def test_frame_mask():
+    lengths = np.array([0, 1, 160, 161, 25000, 48000])
+    m = np.asarray(F.frame_mask(lengths, 301, HOP))
+    assert m.shape == (6, 301) and m.dtype == bool
+    np.testing.assert_array_equal(m.sum(1), [0, 1, 1, 2, 157, 300])
+    for row, n in zip(m, lengths):  # valid frames form a prefix
+        np.testing.assert_array_equal(row, np.arange(301) * HOP < n)
+
+
+def ref_stack(y_padded, cfg):
+    lm = np.log(ref_melspec(y_padded) + cfg.log_eps).T  # [M, T_all]
+    if cfg.num_frames is not None:
+        lm = lm[:, :cfg.num_frames]
+    d1 = librosa.feature.delta(lm, width=cfg.delta_width, order=1)
+    d2 = librosa.feature.delta(lm, width=cfg.delta_width, order=2)
+    return np.stack([lm.T, d1.T, d2.T], axis=-1)  # [T, M, 3]
+
+
+@pytest.mark.parametrize('width', [5, 9])
+def test_logmel_deltas_matches_librosa(width):
+    cfg = default_cfg(delta_width=width)
+    n_total = 3 * SR
+    lengths = np.array([n_total, 30000, 12345])
+    ys = [harmonic(n_total), noise(30000), harmonic(12345, seed=7)]
+    x = np.zeros((3, n_total), np.float32)
+    for i, y in enumerate(ys):
+        x[i, :len(y)] = y[:n_total]
+    feats, mask = jax.jit(F.make_frontend(cfg))(x, lengths)
+    assert feats.shape == (3, 300, 40, 3) and feats.dtype == jnp.float32
+    assert mask.shape == (3, 300) and mask.dtype == jnp.bool_
+    assert F.num_frames(n_total, cfg) == 300
+    np.testing.assert_array_equal(mask, F.frame_mask(lengths, 300, HOP))
+    for i in range(3):
+        ref = ref_stack(x[i], cfg)
+        np.testing.assert_allclose(np.asarray(feats[i]), ref, rtol=0, atol=LOG_ATOL)
+        # Static channel relative to its dynamic range, too.
+        assert rel_err(feats[i, ..., 0], ref[..., 0]) <= 1e-4
+
+
+def test_logmel_deltas_all_frames_and_short_padding():
+    cfg = default_cfg(num_frames=None, delta_width=9)
+    y = harmonic(20000)
+    feats, mask = F.logmel_deltas(y[None], None, cfg)
+    assert feats.shape == (1, 1 + 20000 // HOP, 40, 3)
+    assert F.num_frames(20000, cfg) == feats.shape[1]
+    # Frame 125 is centred on sample 20000 == length, so it is not valid.
+    np.testing.assert_array_equal(mask[0], np.arange(126) < 125)
+    np.testing.assert_allclose(np.asarray(feats[0]), ref_stack(y, cfg),
+                               rtol=0, atol=LOG_ATOL)
+    # A waveform shorter than num_frames is zero-padded at the end.
+    cfg300 = default_cfg()
+    short, mshort = F.logmel_deltas(y[None], jnp.array([20000]), cfg300)
+    padded = np.zeros(3 * SR, np.float32)
+    padded[:20000] = y
+    full, mfull = F.logmel_deltas(padded[None], jnp.array([20000]), cfg300)
+    assert short.shape == (1, 300, 40, 3)
+    np.testing.assert_allclose(short, full, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(mshort, mfull)
+
+
+def test_too_few_frames_for_delta_raises():
+    cfg = default_cfg(num_frames=None, delta_width=9)
+    with pytest.raises(ValueError):
+        F.logmel_deltas(jnp.zeros((1, 1000)), None, cfg)  # 7 frames < 9
+
+
+def test_batch_independence_and_jit():
+    cfg = default_cfg()
+    fn = F.make_frontend(cfg)
+    jfn = jax.jit(fn)
+    n_total = 3 * SR
+    a, b = harmonic(40000, seed=2), noise(25000, seed=5)
+    x = np.zeros((2, n_total), np.float32)
+    x[0, :40000], x[1, :25000] = a, b
+    lengths = np.array([40000, 25000])
+    fb, mb = jfn(x, lengths)
+    for i in range(2):
+        fi, mi = jfn(x[i:i + 1], lengths[i:i + 1])
+        np.testing.assert_allclose(fb[i], fi[0], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(mb[i], mi[0])
+    # Eager == jitted, and a plain dict config works the same way.
+    fe, me = fn(x, lengths)
+    np.testing.assert_allclose(fe, fb, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(me, mb)
+    fd, _ = jax.jit(F.make_frontend(dict(cfg)))(x, lengths)
+    np.testing.assert_allclose(fd, fb, rtol=0, atol=1e-5)
+    assert set(F.FRONTENDS) >= {'logmel_deltas'}
+    with pytest.raises(KeyError):
+        F.make_frontend(default_cfg(name='nope'))
+
+
+# ---------------------------------------------------------------------------
+# Normalisation statistics
+# ---------------------------------------------------------------------------
+
+
+def test_stats_match_numpy_over_valid_frames():
+    rng = np.random.default_rng(0)
+    shape = (40, 3)
+    # Log-Mel-like magnitudes (~ -10 +- 3) with small per-feature variance.
+    loc = rng.uniform(-12, -8, size=shape)
+    scale = rng.uniform(0.05, 3.0, size=shape)
+    acc_fn = jax.jit(F.accumulate_stats)
+    merge_fn = jax.jit(F.merge_stats)
+    acc = F.zero_stats(shape)
+    valid = []
+    for b in range(4):
+        feats = (loc + scale * rng.standard_normal((5, 50) + shape)).astype(
+            np.float32)
+        lengths = rng.integers(0, 51, size=5)
+        if b == 2:
+            lengths[:] = 0  # an all-padding batch must be a no-op
+        mask = np.arange(50)[None] < lengths[:, None]
+        feats[~mask] = -1e3  # garbage in padded frames must be ignored
+        acc = merge_fn(acc, acc_fn(feats, mask))
+        valid.append(feats[mask].astype(np.float64))
+    valid = np.concatenate(valid)
+    stats = F.finalize_stats(acc)
+    assert float(acc['count']) == len(valid)
+    np.testing.assert_allclose(stats['mean'], valid.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats['std'], valid.std(0), rtol=1e-4, atol=1e-5)
+    assert stats['mean'].dtype == jnp.float32 and stats['std'].shape == shape
+
+    # Floor on the std, and normalize.
+    const = F.finalize_stats(F.accumulate_stats(jnp.full((2, 4) + shape, 3.0)))
+    np.testing.assert_allclose(const['std'], 1e-5)
+    feats = jnp.asarray(loc + scale * rng.standard_normal((2, 7) + shape),
+                        jnp.float32)
+    z = F.normalize(feats, stats)
+    np.testing.assert_allclose(z, (feats - stats['mean']) / stats['std'],
+                               rtol=1e-6)
+    mask = jnp.arange(7)[None] < jnp.array([[3], [7]])
+    zm = F.normalize(feats, stats, mask)
+    assert float(jnp.abs(zm[0, 3:]).max()) == 0.0
+    np.testing.assert_allclose(zm[1], z[1])

@@ -1,0 +1,83 @@
+"""Speaker-independent protocols never share a speaker between splits."""
+import ml_collections
+import numpy as np
+import pytest
+
+from ser_jax import input_pipeline
+from ser_jax import splits
+
+IEMOCAP_LIKE = {f'Ses0{s}{g}': f'Ses0{s}' for s in range(1, 6) for g in 'FM'}
+
+
+def _protocol(**kw):
+  return ml_collections.ConfigDict(kw)
+
+
+@pytest.mark.parametrize('fold', range(10))
+def test_loso_partner_validates(fold):
+  split = splits.speaker_split(IEMOCAP_LIKE, _protocol(name='loso', fold=fold))
+  (test,), (val,) = split['test'], split['validation']
+  assert IEMOCAP_LIKE[test] == IEMOCAP_LIKE[val] and test != val
+  assert len(split['train']) == 8
+  assert set(split['train']) | {test, val} == set(IEMOCAP_LIKE)
+
+
+@pytest.mark.parametrize('fold', range(5))
+def test_loso_session(fold):
+  split = splits.speaker_split(IEMOCAP_LIKE, _protocol(name='loso_session', fold=fold))
+  assert len(split['test']) == 2 and len(split['validation']) == 2 and len(split['train']) == 6
+  assert len({IEMOCAP_LIKE[s] for s in split['test']}) == 1
+  splits.check_disjoint(split)
+
+
+def test_every_fold_covers_every_speaker_once_as_test():
+  tested = [splits.speaker_split(IEMOCAP_LIKE, _protocol(name='loso', fold=k))['test'][0]
+            for k in range(10)]
+  assert sorted(tested) == sorted(IEMOCAP_LIKE)
+
+
+def test_bad_protocols_raise():
+  with pytest.raises(ValueError, match='out of range'):
+    splits.speaker_split(IEMOCAP_LIKE, _protocol(name='loso', fold=10))
+  with pytest.raises(ValueError, match='unknown protocol'):
+    splits.speaker_split(IEMOCAP_LIKE, _protocol(name='nope', fold=0))
+  with pytest.raises(AssertionError, match='both'):
+    splits.speaker_split(IEMOCAP_LIKE, _protocol(
+        name='holdout', test_speakers=['Ses01F'], validation_speakers=['Ses01F']))
+
+
+def _utts(lengths, labels=None):
+  n = len(lengths)
+  return input_pipeline.Utterances(
+      [np.arange(1, k + 1, dtype=np.int16) + 100 * i for i, k in enumerate(lengths)],
+      np.asarray(labels if labels is not None else np.arange(n) % 4, np.int32),
+      np.zeros(n, np.int32), np.asarray(['a'] * n), np.asarray([f'p{i}' for i in range(n)]))
+
+
+def test_segment_pads_short_and_covers_long_utterances():
+  seg = input_pipeline.segment(_utts([3, 10, 11]), segment_samples=5, hop_samples=5)
+  # 3 → 1 padded segment; 10 → 2; 11 → 3 (the last holds one sample).
+  np.testing.assert_array_equal(seg.utterance, [0, 1, 1, 2, 2, 2])
+  np.testing.assert_array_equal(seg.lengths, [3, 5, 5, 5, 5, 1])
+  np.testing.assert_array_equal(seg.audio[0], [1, 2, 3, 0, 0])
+  np.testing.assert_array_equal(seg.audio[5], [211, 0, 0, 0, 0])
+  np.testing.assert_array_equal(seg.labels, seg.utterances.labels[seg.utterance])
+
+
+def test_train_batches_deterministic_and_resumable():
+  seg = input_pipeline.segment(_utts([4] * 23), 4, 4)
+  a = input_pipeline.train_batches(seg, 5, seed=3)
+  first = [next(a) for _ in range(9)]
+  resumed = input_pipeline.train_batches(seg, 5, seed=3, start_step=6)
+  for k in range(6, 9):
+    np.testing.assert_array_equal(next(resumed)['audio'], first[k]['audio'])
+  # An epoch (4 batches of 5 out of 23) never repeats a segment.
+  epoch = np.concatenate([b['audio'][:, 0] for b in first[:4]])
+  assert len(set(epoch.tolist())) == 20
+
+
+def test_eval_batches_cover_everything_once():
+  seg = input_pipeline.segment(_utts([4] * 7), 4, 4)
+  batches = list(input_pipeline.eval_batches(seg, 4))
+  weights = np.concatenate([b['weight'] for b in batches])
+  assert weights.sum() == 7 and len(weights) == 8

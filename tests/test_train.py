@@ -1,0 +1,171 @@
+"""End-to-end training on the tiny synthetic corpus: train, resume, evaluate, predict."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile as sf
+
+from configs import selfattn_gender
+from ser_jax import input_pipeline
+from ser_jax import predict
+from ser_jax import sharding
+from ser_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def tiny_config(data_dir, **overrides):
+  config = selfattn_gender.get_config('tiny')
+  config.data.data_dir = data_dir
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(data_dir, tmp_path_factory):
+  """One tiny run shared by several tests: (config, workdir, results)."""
+  config = tiny_config(data_dir)
+  workdir = str(tmp_path_factory.mktemp('run'))
+  results = train.train_and_evaluate(config, workdir)
+  return config, workdir, results
+
+
+def _history(workdir):
+  with open(os.path.join(workdir, 'history.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_and_evaluate_writes_results(trained):
+  config, workdir, results = trained
+  for split in ('validation', 'test'):
+    r = results[split]
+    assert 0.0 <= r['uar'] <= 1.0 and 0.0 <= r['wa'] <= 1.0
+    assert r['classes'] == list(config.data.classes)
+    assert np.asarray(r['confusion']).sum() == r['num_examples'] > 0
+  speakers = results['speakers']
+  assert not set(speakers['test']) & (set(speakers['train']) | set(speakers['validation']))
+  with open(os.path.join(workdir, 'results.json')) as f:
+    assert json.load(f)['test']['uar'] == results['test']['uar']
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+  history = _history(workdir)
+  assert [h['epoch'] for h in history] == [1.0, 2.0]
+  # The evaluated checkpoint is the one with the best validation UAR.
+  best = max(history, key=lambda h: (h['val_uar'], -h['step']))
+  assert results['checkpoint_step'] == best['step']
+
+
+def test_restart_resumes_from_checkpoint_step(trained, data_dir):
+  config, workdir, results = trained
+  last = _history(workdir)[-1]['step']
+  more = tiny_config(data_dir, num_epochs=config.num_epochs + 1)
+  train.train_and_evaluate(more, workdir)
+  history = _history(workdir)
+  # Training continued after the saved step instead of starting again.
+  assert [h['step'] for h in history] == [last // 2, last, last + last // 2]
+  # A finished run restarted does no more training.
+  train.train_and_evaluate(more, workdir)
+  assert len(_history(workdir)) == 3
+
+
+def test_normalisation_statistics_are_checkpointed(trained):
+  config, workdir, _ = trained
+  exp = train.build_experiment(config)
+  expected = jax.device_get(train.compute_norm_stats(exp, exp.segments['train']))
+  ckpt, _ = predict.resolve_checkpoint(workdir, None)
+  state, _ = train.restore_for_eval(exp, ckpt)
+  np.testing.assert_allclose(jax.device_get(state.norm['mean']), expected['mean'], rtol=1e-5)
+  np.testing.assert_allclose(jax.device_get(state.norm['std']), expected['std'], rtol=1e-5)
+  assert np.abs(expected['mean']).max() > 1  # real statistics, not the identity
+
+
+def test_nonfinite_loss_keeps_parameters(trained):
+  config, _, _ = trained
+  exp = train.build_experiment(config)
+  state = train.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm={'mean': state.norm['mean'],
+                              'std': state.norm['std'] * jnp.nan})
+  before = jax.device_get(state.params)
+  batch = next(input_pipeline.train_batches(exp.segments['train'], config.batch_size, 0))
+  state, metrics = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
+  assert bool(metrics['nonfinite'])
+  jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(state.params))
+
+
+def test_predict_files_and_bad_input(trained, tmp_path):
+  config, workdir, _ = trained
+  t = np.arange(int(1.7 * 44100)) / 44100
+  tone = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+  good = str(tmp_path / 'stereo_44k.wav')
+  sf.write(good, np.stack([tone, 0.5 * tone], axis=1), 44100)
+  garbage = str(tmp_path / 'garbage.wav')
+  with open(garbage, 'wb') as f:
+    f.write(b'not audio at all' * 10)
+  empty = str(tmp_path / 'empty.wav')
+  open(empty, 'wb').close()
+  out = list(predict.predict_files(config, workdir, [good, garbage, empty]))
+  assert out[0]['emotion'] in config.data.classes
+  assert sum(out[0]['probabilities'].values()) == pytest.approx(1.0, abs=1e-3)
+  assert out[0]['segments'] == 2  # 1.7 s with 1 s segments
+  assert 'error' in out[1] and 'error' in out[2]
+
+
+def test_missing_corpus_names_tfds_build(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, 'run.py', '--config=configs/selfattn_gender.py',
+       f'--workdir={tmp_path}/w', f'--config.data.data_dir={tmp_path}/empty'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'tfds build tfds_builders/iemocap --manual_dir=' in proc.stderr
+
+
+_MULTI_DEVICE = r'''
+import jax, numpy as np
+from configs import selfattn_gender
+from ser_jax import input_pipeline, sharding, train
+assert jax.device_count() == 8, jax.devices()
+config = selfattn_gender.get_config('tiny')
+config.data.data_dir = DATA_DIR
+losses = {}
+for n in (1, 8):
+  mesh = sharding.make_mesh(jax.devices()[:n])
+  exp = train.build_experiment(config, mesh)
+  state = train.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  step = train.make_train_step(exp)
+  batches = input_pipeline.train_batches(exp.segments['train'], config.batch_size, 0)
+  out = []
+  for _ in range(3):
+    batch = sharding.shard_batch(next(batches), mesh)
+    if n == 8:
+      assert len(batch['audio'].sharding.device_set) == 8
+    state, m = step(state, batch)
+    out.append(float(m['loss']))
+  losses[n] = out
+print('LOSSES', losses)
+np.testing.assert_allclose(losses[1], losses[8], rtol=2e-4)
+'''
+
+
+def test_eight_devices_match_one(data_dir, trained):
+  del trained  # the corpus is built
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  code = _MULTI_DEVICE.replace('DATA_DIR', repr(data_dir))
+  proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  assert 'LOSSES' in proc.stdout

@@ -1,0 +1,1 @@
+"""The embedded synthetic corpus (see ser_synthetic_dataset_builder.py)."""
