@@ -71,7 +71,16 @@ def main(argv):
     sys.exit(2)
 
 
+class _QuietLibraries:
+  """Drops INFO chatter of Orbax and TFDS (warnings and errors still show)."""
+
+  def filter(self, record):
+    return record.levelno >= 30 or not any(
+        f'/{lib}/' in record.pathname for lib in ('orbax', 'tensorflow_datasets', 'jax'))
+
+
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config'])
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   app.run(main)

@@ -6,8 +6,10 @@ the best step is the one with the highest validation UAR.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -26,8 +28,12 @@ class Checkpoints:
             keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policy, enable_async_checkpointing=async_save, create=True)
-    self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        preservation_policy=policy,
+        best_fn=lambda m: m[METRIC], best_mode='max',  # makes Orbax store metrics
+        enable_async_checkpointing=async_save, create=True)
+    directory = os.path.abspath(directory)
+    _quarantine_unreadable(directory)
+    self.manager = ocp.CheckpointManager(directory, options=options)
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -72,3 +78,32 @@ class Checkpoints:
 
   def close(self):
     self.manager.close()
+
+
+def _quarantine_unreadable(directory: str):
+  """Moves step folders whose metadata JSON is unreadable to `corrupt/`.
+
+  Orbax reads every step's metadata when a manager opens, so one damaged
+  step would otherwise make the whole run unrecoverable.
+  """
+  if not os.path.isdir(directory):
+    return
+  for name in sorted(os.listdir(directory)):
+    step_dir = os.path.join(directory, name)
+    if not (name.isdigit() and os.path.isdir(step_dir)):
+      continue
+    for meta in ('_CHECKPOINT_METADATA', os.path.join('metrics', 'metrics')):
+      path = os.path.join(step_dir, meta)
+      if not os.path.exists(path):
+        continue
+      try:
+        with open(path) as f:
+          json.load(f)
+      except (OSError, ValueError) as e:
+        target = os.path.join(directory, 'corrupt', name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(step_dir, target)
+        logging.warning('Checkpoint step %s has unreadable %s (%s); moved to %s.',
+                        name, meta, e, target)
+        break

@@ -54,8 +54,9 @@ speaker, emotion, take).
 
 Features: audio, emotion (unified), label (= emotion name), speaker, gender,
 session, path (`S01F/S01F_angry_03.wav`), duration (s), take (1-based).
-One split, `all`: choose speaker-independent folds from the metadata.
-"""
+One split, `{split}`, holds every clip: speaker-independent folds are chosen
+from the speaker/session metadata.
+""".format(split=common.ALL_SPLIT)
 
 
 @dataclasses.dataclass(eq=False)
@@ -78,7 +79,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SerSyntheticConfig(
           name='demo',
           description='10 speakers in 5 sessions, 8 emotions x 12 takes, '
-                      '1.5-4.5 s clips (960 clips, about 50 min).',
+                      '1.5-4.5 s clips (960 clips, about 47 min).',
           num_sessions=5, takes=12, min_duration=1.5, max_duration=4.5),
       SerSyntheticConfig(
           name='tiny',

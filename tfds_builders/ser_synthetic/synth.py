@@ -160,7 +160,7 @@ def make_speakers(num_sessions: int, seed: int) -> list[Speaker]:
     rng = np.random.default_rng([seed, 1, i])
     female = i % 2 == 0
     gender = 'female' if female else 'male'
-    idio = rng.normal(size=(len(EMOTIONS), 4)) * np.array([1.0, 1.5, 0.05, 0.6])
+    idio = rng.normal(size=(len(EMOTIONS), 4)) * np.array([1.5, 2.0, 0.05, 0.7])
     idio[0] = 0.0  # neutral is the baseline by definition
     speakers.append(Speaker(
         index=i,
@@ -170,14 +170,14 @@ def make_speakers(num_sessions: int, seed: int) -> list[Speaker]:
         f0=rng.uniform(180, 240) if female else rng.uniform(100, 130),
         vtl=rng.uniform(1.12, 1.22) if female else rng.uniform(0.94, 1.05),
         rate=rng.uniform(0.9, 1.1),
-        level_db=rng.uniform(-30, -24),
+        level_db=rng.uniform(-32, -26),
         tilt=rng.uniform(-1.5, 1.0) - (0.5 if female else 0.0),
         oq=rng.uniform(0.55, 0.65) + (0.04 if female else 0.0),
         breath=rng.uniform(0.03, 0.08) + (0.02 if female else 0.0),
         jitter=rng.uniform(0.004, 0.009),
         shimmer=rng.uniform(0.02, 0.05),
         noise_db=rng.uniform(-66, -56),
-        expressiveness=rng.uniform(0.75, 1.25),
+        expressiveness=rng.uniform(0.65, 1.25),
         idio=idio,
     ))
   return speakers
@@ -188,7 +188,6 @@ def make_speakers(num_sessions: int, seed: int) -> list[Speaker]:
 
 @dataclasses.dataclass(frozen=True)
 class EmotionProfile:
-  arousal: float        # mean of the utterance's arousal latent
   pitch: float          # f0 shift (semitones)
   range: float          # accent amplitude (semitones)
   rate: float           # speaking-rate factor
@@ -205,39 +204,38 @@ class EmotionProfile:
   contours: dict        # probabilities of the phrase contour shapes
 
 
+def _p(pitch, range, rate, energy, tilt, oq, breath, jitter, shimmer, tremor,
+       pause, stress, formant, contours):
+  return EmotionProfile(pitch, range, rate, energy, tilt, oq, breath, jitter,
+                        shimmer, tremor, pause, stress, formant, contours)
+
+
 PROFILES = {
-    'neutral': EmotionProfile(0.0, 0.0, 2.5, 1.00, 0.0, 0.0, 0.60, 1.0, 1.0,
-                              1.0, 0.00, 1.0, 2.0, 1.00,
-                              dict(fall=.65, flat=.25, rise=.10)),
-    'calm': EmotionProfile(-0.6, -1.0, 1.8, 0.90, -3.0, -1.5, 0.66, 1.6, 0.9,
-                           0.9, 0.00, 1.3, 1.5, 0.98,
-                           dict(fall=.55, flat=.45)),
-    'happy': EmotionProfile(0.7, 3.5, 5.5, 1.10, 4.0, 1.0, 0.55, 1.0, 1.2,
-                            1.1, 0.00, 0.8, 3.5, 1.05,
-                            dict(hat=.45, rise=.25, fall=.30)),
-    'sad': EmotionProfile(-0.8, -1.5, 1.2, 0.78, -5.0, -3.0, 0.72, 2.6, 1.6,
-                          1.6, 0.12, 1.6, 1.0, 0.95,
-                          dict(fall=.55, flat=.45)),
-    'angry': EmotionProfile(1.0, 3.5, 4.5, 1.12, 8.0, 3.5, 0.42, 0.5, 1.6,
-                            1.3, 0.00, 0.7, 5.0, 1.08,
-                            dict(fall=.65, hat=.35)),
-    'fearful': EmotionProfile(0.6, 5.0, 3.0, 1.18, -1.0, -0.5, 0.68, 2.2, 2.8,
-                              2.0, 0.35, 1.1, 2.0, 1.00,
-                              dict(rise=.35, flat=.35, hat=.30)),
-    'disgust': EmotionProfile(0.1, -1.5, 3.0, 0.82, 1.0, 0.5, 0.50, 1.0, 2.4,
-                              2.2, 0.00, 1.4, 3.0, 0.97,
-                              dict(fall=.75, flat=.25)),
-    'surprised': EmotionProfile(0.8, 5.5, 7.0, 1.02, 4.5, 1.5, 0.55, 1.1, 1.2,
-                                1.1, 0.00, 1.0, 4.0, 1.05,
-                                dict(rise=.65, hat=.35)),
+    #            pitch range rate  energy tilt  oq    breath jit  shim trem  pause stress fmt
+    'neutral': _p(0.0, 2.5, 1.00, 0.0, 0.0, 0.60, 1.0, 1.0, 1.0, 0.00, 1.0, 2.0, 1.00,
+                  dict(fall=.65, flat=.25, rise=.10)),
+    'calm': _p(-0.6, 2.0, 0.92, -2.5, -1.2, 0.65, 1.5, 0.9, 0.9, 0.00, 1.3, 1.5, 0.98,
+               dict(fall=.55, flat=.45)),
+    'happy': _p(3.0, 5.5, 1.14, 4.0, 1.0, 0.55, 1.0, 1.2, 1.1, 0.00, 0.8, 3.5, 1.07,
+                dict(hat=.50, fall=.30, rise=.20)),
+    'sad': _p(-1.5, 1.2, 0.80, -4.5, -2.5, 0.70, 1.7, 1.5, 1.5, 0.10, 1.6, 1.0, 0.95,
+              dict(fall=.55, flat=.45)),
+    'angry': _p(3.5, 4.5, 1.12, 8.0, 3.5, 0.42, 0.5, 1.6, 1.3, 0.00, 0.7, 5.0, 1.08,
+                dict(fall=.65, hat=.35)),
+    'fearful': _p(5.0, 3.0, 1.15, -1.0, -0.5, 0.67, 2.0, 2.2, 1.7, 0.25, 1.1, 2.0, 1.00,
+                  dict(rise=.35, flat=.35, hat=.30)),
+    'disgust': _p(-1.5, 3.0, 0.82, 1.0, 0.5, 0.50, 1.0, 2.4, 2.2, 0.00, 1.4, 3.0, 0.97,
+                  dict(fall=.75, flat=.25)),
+    'surprised': _p(6.0, 7.0, 0.98, 4.5, 1.5, 0.55, 1.1, 1.2, 1.1, 0.00, 1.1, 4.0, 1.04,
+                    dict(rise=.70, hat=.30)),
 }
 assert tuple(PROFILES) == EMOTIONS
 
 # Within-class spread (standard deviations of the per-utterance draws).  The
-# arousal latent a ~ N(profile.arousal, 1) moves pitch, energy, rate and tilt
+# arousal latent a ~ N(0, 1) of each utterance moves pitch, energy, rate and tilt
 # together; the rest is independent noise.  `variability` scales everything.
 _AROUSAL_GAIN = dict(pitch=0.9, energy=1.2, rate=0.03, tilt=0.45)
-_SPREAD = dict(pitch=1.2, energy=2.0, rate=0.06, tilt=0.7, oq=0.04,
+_SPREAD = dict(pitch=1.6, energy=2.5, rate=0.07, tilt=0.8, oq=0.05,
                log_range=0.3, log_breath=0.35, log_jitter=0.3, stress=1.0)
 
 
