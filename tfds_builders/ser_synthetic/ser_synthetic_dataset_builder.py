@@ -94,7 +94,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         description=_DESCRIPTION,
         features=common.base_features(take=tfds.features.Scalar(dtype=np.int32)),
         supervised_keys=('audio', 'emotion'),
-        homepage='https://github.com/ser_jax/ser_jax',
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
