@@ -26,7 +26,9 @@ def get_config(arg: str = 'iemocap'):
       builder_config='',
       data_dir=config_dict.placeholder(str),   # None: TFDS's default
       split='all',
-      classes=('neutral', 'happy', 'sad', 'angry'),
+      classes=('neutral', 'happy', 'sad', 'angry'),   # IEMOCAP: exc counts as happy
+      exclude_labels=(),          # ('exc',): the 4-class set without the merge
+      where={'improvised': True},  # the paper uses improvised dialogs only
   ))
   # Speaker-independent protocol; `fold` selects the test speaker (sorted ids).
   c.protocol = ml_collections.ConfigDict(dict(name='loso', fold=0))
@@ -63,6 +65,7 @@ def get_config(arg: str = 'iemocap'):
   elif arg in ('synthetic', 'tiny'):
     c.data.name = 'ser_synthetic'
     c.data.builder_config = 'demo' if arg == 'synthetic' else 'tiny'
+    c.data.where = {}
     if arg == 'synthetic':
       # 10 speakers in 5 sessions: test session 1, validate on session 2.
       c.protocol = ml_collections.ConfigDict(dict(name='loso_session', fold=0))

@@ -108,11 +108,30 @@ def get_builder(data_cfg):
   return builder
 
 
-def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
-  """All utterances of the configured classes, and speaker → session.
+def _selected(ex, emotion: str, data_cfg) -> str | None:
+  """None if the example belongs to the configured subset, else why not."""
+  if emotion not in data_cfg.classes:
+    return f'emotion {emotion}'
+  raw = ex['label'].decode() if isinstance(ex['label'], bytes) else ex['label']
+  if raw in data_cfg.get('exclude_labels', ()):
+    return f'label {raw}'
+  for field, wanted in (data_cfg.get('where') or {}).items():
+    if field not in ex:
+      raise ValueError(f'data.where names {field!r}, which this corpus does not have')
+    value = ex[field]
+    value = value.decode() if isinstance(value, bytes) else value
+    if value != wanted:
+      return f'{field}={value}'
+  return None
 
-  Utterances whose emotion is not among `data_cfg.classes` are left out
-  (their count per emotion is logged, never silently).
+
+def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
+  """All utterances of the configured subset, and speaker → session.
+
+  The subset is: emotion among `data_cfg.classes`, raw label not in
+  `data_cfg.exclude_labels` (e.g. IEMOCAP's 'exc' for the no-merge set),
+  and every `data_cfg.where` field equal to its value (e.g.
+  {'improvised': True}). What is left out is counted and logged by reason.
   """
   import tensorflow_datasets as tfds
 
@@ -134,18 +153,19 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   for ex in tfds.as_numpy(ds):
     speaker = ex['speaker'].decode()
     speaker_session[speaker] = ex['session'].decode()
-    emotion = emotion_names[ex['emotion']]
-    if emotion not in class_index:
-      skipped[emotion] = skipped.get(emotion, 0) + 1
+    why_not = _selected(ex, emotion_names[ex['emotion']], data_cfg)
+    if why_not:
+      skipped[why_not] = skipped.get(why_not, 0) + 1
       continue
+    emotion = emotion_names[ex['emotion']]
     audio.append(np.asarray(ex['audio'], np.int16).reshape(-1))
     labels.append(class_index[emotion])
     genders.append(int(ex['gender']))
     speakers.append(speaker)
     paths.append(ex['path'].decode())
   if skipped:
-    logging.info('Left out %d utterances of emotions outside %s: %s',
-                 sum(skipped.values()), list(data_cfg.classes), skipped)
+    logging.info('Selected %d utterances; left out %d outside the configured subset: %s',
+                 len(audio), sum(skipped.values()), dict(sorted(skipped.items())))
   if not audio:
     raise ValueError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
   order = np.argsort(np.asarray(paths), kind='stable')  # deterministic order
@@ -241,5 +261,5 @@ def describe(parts: Mapping[str, Utterances], class_names: Sequence[str]) -> str
   for name, u in parts.items():
     counts = np.bincount(u.labels, minlength=len(class_names))
     per_class = ', '.join(f'{c} {k}' for c, k in zip(class_names, counts))
-    lines.append(f'{name}: {len(u)} utterances, speakers {sorted(set(u.speakers))}; {per_class}')
+    lines.append(f'{name}: {len(u)} utterances, speakers {sorted(set(map(str, u.speakers)))}; {per_class}')
   return '\n'.join(lines)

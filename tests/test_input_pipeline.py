@@ -1,0 +1,62 @@
+"""Loader-level subset selection and missing-corpus errors, on a dummy IEMOCAP."""
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ser_jax import input_pipeline
+from tfds_builders.iemocap import dummy_data
+from tfds_builders.iemocap import iemocap_dataset_builder
+from tfds_builders.iemocap import subsets
+
+# The IEMOCAP subsets of SPEC §2 as data configs of the loader.
+DATA_CONFIGS = {
+    'four_class': dict(exclude_labels=(), where={}),
+    'four_class_improvised': dict(exclude_labels=(), where={'improvised': True}),
+    'four_class_no_exc': dict(exclude_labels=('exc',), where={}),
+    'four_class_no_exc_improvised': dict(exclude_labels=('exc',), where={'improvised': True}),
+}
+
+
+@pytest.fixture(scope='module')
+def iemocap_dir(tmp_path_factory):
+  manual = tmp_path_factory.mktemp('iemocap_manual')
+  dummy_data.write(manual)
+  data_dir = tmp_path_factory.mktemp('iemocap_tfds')
+  builder = iemocap_dataset_builder.Builder(data_dir=str(data_dir))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return str(data_dir), builder
+
+
+def _data_cfg(data_dir, **kw):
+  return ml_collections.ConfigDict(dict(
+      name='iemocap', builder_config='', data_dir=data_dir, split='all',
+      classes=subsets.CLASSES, **kw))
+
+
+@pytest.mark.parametrize('subset', sorted(DATA_CONFIGS))
+def test_loader_subsets_match_the_builders_counts(iemocap_dir, subset):
+  data_dir, builder = iemocap_dir
+  examples = list(tfds.as_numpy(builder.as_dataset(split='all')))
+  expected = subsets.subset_counts(examples)['subsets'][subset]
+  utts, speaker_session = input_pipeline.load_corpus(_data_cfg(data_dir, **DATA_CONFIGS[subset]))
+  assert len(utts) == expected['total'] > 0
+  counts = np.bincount(utts.labels, minlength=4)
+  for i, c in enumerate(subsets.CLASSES):
+    assert counts[i] == expected['classes'].get(c, 0)
+  # Speakers come from the last '_' token of the turn id, with their session.
+  assert all(speaker_session[s] == s[:5] for s in speaker_session)
+
+
+def test_where_on_a_missing_field_is_an_error(iemocap_dir):
+  data_dir, _ = iemocap_dir
+  with pytest.raises(ValueError, match='does not have'):
+    input_pipeline.load_corpus(_data_cfg(data_dir, where={'no_such_field': 1}))
+
+
+def test_unprepared_corpus_names_the_build_command(tmp_path):
+  cfg = _data_cfg(str(tmp_path))
+  with pytest.raises(input_pipeline.CorpusNotPreparedError,
+                     match=r'tfds build tfds_builders/iemocap --manual_dir=\S+ --data_dir='):
+    input_pipeline.load_corpus(cfg)

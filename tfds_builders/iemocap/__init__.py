@@ -1,0 +1,1 @@
+"""IEMOCAP builder (see iemocap_dataset_builder.py), label parser and subset counts."""
