@@ -28,25 +28,40 @@ _SPLIT = flags.DEFINE_list('split', ['test'], 'evaluate: split(s) to evaluate.')
 _WAV = flags.DEFINE_string('wav', None, 'predict: audio file(s) and/or folder(s), comma-separated.')
 _GENDER = flags.DEFINE_enum('gender', None, ['female', 'male'],
                             'predict: speaker gender (default: average over both).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'Several hosts: host:port of process 0 '
+    '(else $JAX_COORDINATOR_ADDRESS).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Several hosts: number of processes (else $JAX_NUM_PROCESSES).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Several hosts: this process (else $JAX_PROCESS_ID).')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
+                                 'Let JAX detect a cluster (SLURM, Open MPI, ...).')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
+  import jax  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from ser_jax import sharding  # pylint: disable=g-import-not-at-top
   from ser_jax import train  # pylint: disable=g-import-not-at-top
+  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value, _DISTRIBUTED.value)
   try:
     if _MODE.value == 'train':
       if not _WORKDIR.value:
         raise app.UsageError('--workdir is required for training')
       results = train.train_and_evaluate(config, _WORKDIR.value)
-      print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
-            f'  (checkpoint step {results["checkpoint_step"]}, results in '
-            f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
+      if jax.process_index() == 0:
+        print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
+              f'  (checkpoint step {results["checkpoint_step"]}, results in '
+              f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
     elif _MODE.value == 'evaluate':
       from ser_jax import predict  # pylint: disable=g-import-not-at-top
-      ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value)
+      ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value,
+                                             config.get('selection'))
       exp = train.build_experiment(config)
       outdir = _WORKDIR.value or os.path.dirname(ckpt.manager.directory)
       train.evaluate_checkpoint(exp, ckpt, outdir, step, splits=tuple(_SPLIT.value))
@@ -63,6 +78,12 @@ def main(argv):
       if failed:
         print(f'{failed} file(s) could not be read', file=sys.stderr)
         sys.exit(1)
+  except train.TrainingInterrupted as e:
+    print(f'interrupted: {e}', file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except train.NonFiniteLossError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(3)
   except input_pipeline.CorpusNotPreparedError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

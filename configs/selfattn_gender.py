@@ -48,17 +48,24 @@ def get_config(arg: str = 'iemocap'):
       linear_units=768, lstm_units=128,
       attention_dim=256, attention_heads=1, attention_activation='relu',
       use_gender=True, gender_embed_dim=300, gender_units=64, hidden_units=64,
+      dtype='float32',            # compute dtype; 'bfloat16' on GPUs/AVX512-BF16 CPUs
   ))
 
   c.optimizer = 'nadam'
   c.learning_rate = 1e-4
   c.grad_clip_norm = 0.0          # 0: off
-  c.batch_size = 40
+  c.batch_size = 40               # global, over all devices and hosts
+  c.grad_accum_steps = 1          # micro-batches per update (divides the per-device batch)
   c.num_epochs = 30
   c.eval_every_epochs = 1.0
   c.aggregation = 'max'           # segment → utterance posteriors
+  # Model selection on validation only (the paper: validation UAR).
+  c.selection = ml_collections.ConfigDict(dict(metric='val_uar', mode='max'))
+  c.early_stopping = ml_collections.ConfigDict(dict(
+      metric='val_uar', mode='max', patience=0, min_delta=0.0))  # patience 0: off
   c.log_every_steps = 50
-  c.checkpoint_keep = 2
+  c.checkpoint_keep = 2           # the last K checkpoints, plus the best one
+  c.checkpoint_every_steps = 0    # 0: only at evaluations (and on SIGTERM)
 
   if arg == 'iemocap':
     pass

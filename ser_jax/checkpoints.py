@@ -14,22 +14,29 @@ import shutil
 import jax
 import orbax.checkpoint as ocp
 
-METRIC = 'val_uar'
-
 
 class Checkpoints:
-  """A thin wrapper of `ocp.CheckpointManager` for one run's directory."""
+  """A thin wrapper of `ocp.CheckpointManager` for one run's directory.
 
-  def __init__(self, directory: str, keep: int = 2, async_save: bool = True):
+  `metric`/`mode` choose the best checkpoint: 'val_uar'/'max' (the papers'
+  model selection) or e.g. 'val_loss'/'min' (Keras-style early stopping).
+  """
+
+  def __init__(self, directory: str, keep: int = 2, async_save: bool = True,
+               metric: str = 'val_uar', mode: str = 'max'):
+    if mode not in ('min', 'max'):
+      raise ValueError(f'mode must be min or max, not {mode!r}')
+    self.metric, self.mode = metric, mode
+    sign = 1.0 if mode == 'max' else -1.0
+    score = lambda m: sign * m[metric]
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(keep),
         ocp.checkpoint_managers.BestN(
-            get_metric_fn=lambda m: m[METRIC], n=1,
-            keep_checkpoints_without_metrics=False),
+            get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy,
-        best_fn=lambda m: m[METRIC], best_mode='max',  # makes Orbax store metrics
+        best_fn=score, best_mode='max',  # makes Orbax store metrics
         enable_async_checkpointing=async_save, create=True)
     directory = os.path.abspath(directory)
     _quarantine_unreadable(directory)
@@ -39,19 +46,22 @@ class Checkpoints:
     return self.manager.latest_step()
 
   def best_step(self):
-    """Step with the highest validation UAR (earliest among ties), or None."""
+    """Step with the best `metric` (earliest among ties), or None."""
+    sign = 1.0 if self.mode == 'max' else -1.0
     best, best_value = None, None
     for step in sorted(self.manager.all_steps()):
       metrics = self.manager.metrics(step)
-      if metrics is None or METRIC not in metrics:
+      if metrics is None or self.metric not in metrics:
         continue
-      if best_value is None or metrics[METRIC] > best_value:
-        best, best_value = step, metrics[METRIC]
+      if best_value is None or sign * metrics[self.metric] > best_value:
+        best, best_value = step, sign * metrics[self.metric]
     return best
 
-  def save(self, step: int, state, metrics: dict):
+  def save(self, step: int, state, metrics: dict | None = None):
+    """Saves asynchronously; without metrics the step is kept only while among the last K."""
     self.manager.save(int(step), args=ocp.args.StandardSave(state),
-                      metrics={k: float(v) for k, v in metrics.items()})
+                      metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
+                      force=True)
 
   def restore(self, step: int, target):
     """Restores `step` into the structure, dtypes and shardings of `target`."""

@@ -54,6 +54,9 @@ def evaluate_segments(eval_step: Callable, state, seg: input_pipeline.Segments,
   utt_probs = aggregate(probs, seg.utterance, len(seg.utterances), aggregation)
   pred = utt_probs.argmax(axis=1)
   report = metrics_lib.report(seg.utterances.labels, pred, class_names)
+  # Segment-level cross-entropy (what Keras reports as validation loss).
+  report['loss'] = float(-np.log(np.maximum(
+      probs[np.arange(len(probs)), seg.labels], 1e-12)).mean())
   report['aggregation'] = aggregation
   report['num_segments'] = int(len(seg))
   report['predictions'] = [

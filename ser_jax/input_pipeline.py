@@ -16,14 +16,17 @@ import numpy as np
 
 from ser_jax import splits as splits_lib
 
-# Where each corpus's builder lives and what --manual_dir must point at.
+# What --manual_dir must point at, per TFDS dataset name.
 MANUAL_DIR_HINTS = {
     'iemocap': '~/corpora/IEMOCAP_full_release',
     'ravdess': '~/corpora/RAVDESS',
-    'crema_d': '~/corpora/CREMA-D',
+    'ser_crema_d': '~/corpora/CREMA-D',
     'tess': '~/corpora/TESS',
-    'savee': '~/corpora/SAVEE',
+    'ser_savee': '~/corpora/SAVEE',
 }
+# Builder folders whose dataset name differs (TFDS's catalog has its own
+# `crema_d` and `savee`, so ours are registered as `ser_crema_d`/`ser_savee`).
+BUILDER_DIRS = {'ser_crema_d': 'crema_d', 'ser_savee': 'savee'}
 
 
 class CorpusNotPreparedError(RuntimeError):
@@ -68,7 +71,7 @@ def tfds_name(data_cfg) -> str:
 
 
 def _build_command(data_cfg) -> str:
-  cmd = f'tfds build tfds_builders/{data_cfg.name}'
+  cmd = f'tfds build tfds_builders/{BUILDER_DIRS.get(data_cfg.name, data_cfg.name)}'
   if data_cfg.get('builder_config'):
     cmd += f' --config={data_cfg.builder_config}'
   hint = MANUAL_DIR_HINTS.get(data_cfg.name)

@@ -59,7 +59,7 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
   if gender is not None and gender not in GENDERS:
     raise ValueError(f'gender must be one of {GENDERS}, not {gender!r}')
   exp = train_lib.build_experiment(config, with_data=False)
-  ckpt, step = resolve_checkpoint(workdir, checkpoint)
+  ckpt, step = resolve_checkpoint(workdir, checkpoint, config.get('selection'))
   state, step = train_lib.restore_for_eval(exp, ckpt, step)
   eval_step = train_lib.make_eval_step(exp)
   sr = config.features.sample_rate
@@ -87,12 +87,12 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
            'gender': gender or 'unknown (averaged)', 'checkpoint_step': int(step)}
 
 
-def resolve_checkpoint(workdir: str | None, checkpoint: str | None):
+def resolve_checkpoint(workdir: str | None, checkpoint: str | None, selection=None):
   """(Checkpoints, step or None) from a workdir and/or a checkpoint spec.
 
   `checkpoint` may be a step number (in workdir/checkpoints), a step folder
   (…/checkpoints/1200) or a checkpoints folder; None means the workdir's
-  best (by validation UAR) checkpoint.
+  best checkpoint by `selection` ({'metric', 'mode'}; default validation UAR).
   """
   from ser_jax import checkpoints as checkpoints_lib  # pylint: disable=g-import-not-at-top
   step = None
@@ -112,7 +112,10 @@ def resolve_checkpoint(workdir: str | None, checkpoint: str | None):
         directory = path
   if not directory or not os.path.isdir(directory):
     raise FileNotFoundError(f'no checkpoints at {directory!r}; train first or pass --checkpoint')
-  ckpt = checkpoints_lib.Checkpoints(directory, async_save=False)
+  selection = selection or {}
+  ckpt = checkpoints_lib.Checkpoints(directory, async_save=False,
+                                     metric=selection.get('metric', 'val_uar'),
+                                     mode=selection.get('mode', 'max'))
   if step is not None and step not in ckpt.manager.all_steps():
     raise FileNotFoundError(f'no checkpoint step {step} in {directory}; '
                             f'available: {sorted(ckpt.manager.all_steps())}')

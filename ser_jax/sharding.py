@@ -34,11 +34,55 @@ def check_batch_size(batch_size: int, mesh: Mesh):
                      'of the mesh; choose a multiple (global batch semantics)')
 
 
+def process_rows(n: int) -> slice:
+  """The rows of a global batch of n that this process feeds (contiguous, in
+  mesh order: a mesh of `jax.devices()` lists each process's devices together)."""
+  count, index = jax.process_count(), jax.process_index()
+  if n % count:
+    raise ValueError(f'global batch {n} is not a multiple of the {count} processes')
+  per = n // count
+  return slice(index * per, (index + 1) * per)
+
+
 def shard_batch(batch, mesh: Mesh):
-  """Places a host batch (this process's rows) on the mesh, split over 'data'."""
+  """Places a global host batch on the mesh, split over 'data'.
+
+  Every process holds the same global batch (a pure function of seed and
+  step) and contributes only its own rows, so several hosts feed one global
+  batch without exchanging data.
+  """
   sharding = batch_sharded(mesh)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(sharding, x[process_rows(len(x))], x.shape)
+
+  return jax.tree.map(put, batch)
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None, auto: bool = False) -> bool:
+  """`jax.distributed.initialize` when several processes are configured.
+
+  Explicit arguments win; else JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID from the environment; `auto` lets JAX detect a cluster
+  (SLURM, Open MPI, TPU pods). Returns whether it initialised.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  coordinator_address = coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS')
+  if num_processes is None and os.environ.get('JAX_NUM_PROCESSES'):
+    num_processes = int(os.environ['JAX_NUM_PROCESSES'])
+  if process_id is None and os.environ.get('JAX_PROCESS_ID'):
+    process_id = int(os.environ['JAX_PROCESS_ID'])
+  if coordinator_address or (num_processes or 1) > 1:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+    return True
+  if auto:
+    jax.distributed.initialize()
+    return True
+  return False
 
 
 def replicate(tree, mesh: Mesh):

@@ -7,7 +7,6 @@ the latest one, and ends by evaluating the best checkpoint on the test split.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from ser_jax import evaluate as evaluate_lib
 from ser_jax import features as features_lib
 from ser_jax import input_pipeline
 from ser_jax import models
+from ser_jax import monitoring
 from ser_jax import sharding
 
 
@@ -134,24 +134,55 @@ def _features(exp: Experiment, batch, norm):
   return features_lib.normalize(feats, norm, mask), mask
 
 
+def _accum_steps(exp: Experiment) -> int:
+  k = int(exp.config.get('grad_accum_steps', 1) or 1)
+  per_device = exp.config.batch_size // exp.mesh.devices.size
+  if per_device % k:
+    raise ValueError(f'grad_accum_steps={k} must divide the per-device batch '
+                     f'({exp.config.batch_size} / {exp.mesh.devices.size} devices = {per_device})')
+  return k
+
+
 def make_train_step(exp: Experiment) -> Callable:
   """jit-compiled (state, batch) → (state, metrics), data-parallel over the mesh.
 
+  One call is one optimiser update on the global batch. With
+  `grad_accum_steps=k` the batch is processed in k micro-batches (a scan;
+  each device keeps its own rows) whose summed gradients equal the
+  full-batch gradient, for k times less activation memory.
   A non-finite loss or gradient leaves the state unchanged and is reported in
   the metrics (`nonfinite`), so the last good parameters survive.
   """
+  k = _accum_steps(exp)
+  micro_sharding = jax.sharding.NamedSharding(
+      exp.mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+
+  def loss_sum(params, feats, mask, gender, labels, weight):
+    logits = exp.model.apply({'params': params}, feats, mask, gender, train=True)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = ((logits.argmax(-1) == labels) * weight).sum()
+    return (ce * weight).sum(), correct
+
+  grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
 
   def train_step(state: TrainState, batch):
     feats, mask = _features(exp, batch, state.norm)
-    weight = batch['weight']
+    inputs = (feats, mask, batch['gender'], batch['labels'], batch['weight'])
+    if k == 1:
+      (loss, correct), grads = grad_fn(state.params, *inputs)
+    else:
+      def split(x):  # [B, ...] → [k, B/k, ...]; row i*k+m → micro-batch m
+        x = jnp.moveaxis(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 1, 0)
+        return jax.lax.with_sharding_constraint(x, micro_sharding)
 
-    def loss_fn(params):
-      logits = exp.model.apply({'params': params}, feats, mask, batch['gender'], train=True)
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['labels'])
-      loss = (ce * weight).sum() / jnp.maximum(weight.sum(), 1.0)
-      return loss, logits
+      def body(carry, micro):
+        (l, c), g = grad_fn(state.params, *micro)
+        return jax.tree.map(jnp.add, carry, (l, c, g)), None
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      zeros = (jnp.zeros(()), jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
+      (loss, correct, grads), _ = jax.lax.scan(body, zeros, jax.tree.map(split, inputs))
+    total = jnp.maximum(batch['weight'].sum(), 1.0)
+    loss, grads = loss / total, jax.tree.map(lambda g: g / total, grads)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -159,9 +190,8 @@ def make_train_step(exp: Experiment) -> Callable:
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
                               opt_state=keep(opt_state, state.opt_state))
-    correct = (logits.argmax(-1) == batch['labels']) * weight
-    metrics = {'loss': loss, 'accuracy': correct.sum() / jnp.maximum(weight.sum(), 1.0),
-               'grad_norm': grad_norm, 'nonfinite': ~finite}
+    metrics = {'loss': loss, 'accuracy': correct / total, 'grad_norm': grad_norm,
+               'nonfinite': ~finite}
     return new_state, metrics
 
   rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
@@ -201,20 +231,32 @@ def compute_norm_stats(exp: Experiment, seg: input_pipeline.Segments) -> dict:
 # ---------------------------------------------------------------------------
 # The loop.
 
+class TrainingInterrupted(Exception):
+  """SIGTERM/SIGINT arrived; a checkpoint of the current step was saved."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f'stopped by signal {signum} at step {step}; checkpoint saved, '
+                     're-run the same command to resume')
+    self.signum, self.step = signum, step
+
+
 def _write_config(config, workdir):
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  if monitoring.is_chief():
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
 
 
-def _append_jsonl(path, record):
-  with open(path, 'a') as f:
-    f.write(json.dumps(record) + '\n')
+def make_checkpoints(config, workdir: str) -> checkpoints_lib.Checkpoints:
+  sel = config.get('selection') or {}
+  return checkpoints_lib.Checkpoints(
+      os.path.join(workdir, 'checkpoints'), keep=config.checkpoint_keep,
+      metric=sel.get('metric', 'val_uar'), mode=sel.get('mode', 'max'))
 
 
 def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
                      step: int | None = None) -> tuple[TrainState, int]:
-  """The state of `step` (default: best by validation UAR, else latest)."""
+  """The state of `step` (default: the best by the selection metric, else latest)."""
   target = create_train_state(exp, jax.random.key(0))
   if step is None:
     step = ckpt.best_step()
@@ -225,9 +267,23 @@ def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
   return ckpt.restore(step, target), step
 
 
+def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
+  val = evaluate_lib.evaluate_segments(
+      eval_step, state, exp.segments['validation'], exp.config.batch_size, exp.mesh,
+      exp.class_names, exp.config.aggregation)
+  return {'step': step, 'epoch': round(step / per_epoch, 4), 'train_loss': train_loss,
+          'val_loss': val['loss'], 'val_uar': val['uar'], 'val_wa': val['wa']}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        mesh=None) -> dict:
-  """Trains one fold in `workdir` (resuming if possible); returns the results."""
+  """Trains one fold in `workdir` (resuming if possible); returns the results.
+
+  Evaluates on validation every `eval_every_epochs` and checkpoints then (and
+  every `checkpoint_every_steps`); stops early per `early_stopping`; on
+  SIGTERM/SIGINT saves the current step and raises `TrainingInterrupted`.
+  Ends by evaluating the best checkpoint (by `selection`) on validation and test.
+  """
   workdir = os.path.abspath(workdir)
   _write_config(config, workdir)
   exp = build_experiment(config, mesh)
@@ -235,9 +291,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   per_epoch = input_pipeline.steps_per_epoch(train_seg, config.batch_size)
   total_steps = config.num_epochs * per_epoch
   eval_every = max(1, int(config.eval_every_epochs * per_epoch))
+  ckpt_every = int(config.get('checkpoint_every_steps', 0) or 0)
 
-  ckpt = checkpoints_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
-                                     keep=config.checkpoint_keep)
+  ckpt = make_checkpoints(config, workdir)
   state = create_train_state(exp, jax.random.key(config.seed))
   restored, step = ckpt.restore_latest(state)
   if restored is not None:
@@ -249,49 +305,75 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Normalisation statistics from %d training segments in %.1fs.',
                  len(train_seg), time.time() - t0)
   step = int(jax.device_get(state.step))
+  history = monitoring.History(os.path.join(workdir, 'history.jsonl'))
+  history.truncate(step)
+  stopper = monitoring.EarlyStopping(config.get('early_stopping'), history.records)
+  stopped_early = bool(history.records) and stopper.patience and stopper.bad >= stopper.patience
 
   train_step = make_train_step(exp)
   eval_step = make_eval_step(exp)
-  history_path = os.path.join(workdir, 'history.jsonl')
+  writer = monitoring.MetricWriter(os.path.join(workdir, 'tensorboard'))
   batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
                                          start_step=step)
+  lr = float(config.learning_rate)
   t0, examples, pending = time.time(), 0, []
-  while step < total_steps:
-    state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
-    step += 1
-    examples += config.batch_size
-    pending.append(metrics)
-    if step % config.log_every_steps == 0 or step % eval_every == 0 or step == total_steps:
-      host = jax.device_get(pending)
-      pending = []
-      if any(bool(m['nonfinite']) for m in host):
-        raise NonFiniteLossError(
-            f'non-finite loss or gradient before step {step} '
-            f'(losses {[float(m["loss"]) for m in host]}); stopping. The last good '
-            f'checkpoint in {ckpt.manager.directory} is kept; lower the learning rate '
-            'or check the input features.')
-      rate = examples / max(time.time() - t0, 1e-9)
-      logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s',
-                   step, total_steps, step / per_epoch, float(host[-1]['loss']),
-                   float(np.mean([m['accuracy'] for m in host])), rate)
-    if step % eval_every == 0 or step == total_steps:
-      val = evaluate_lib.evaluate_segments(
-          eval_step, state, exp.segments['validation'], config.batch_size, exp.mesh,
-          exp.class_names, config.aggregation)
-      record = {'step': step, 'epoch': step / per_epoch,
-                'train_loss': float(host[-1]['loss']),
-                'val_uar': val['uar'], 'val_wa': val['wa']}
-      _append_jsonl(history_path, record)
-      logging.info('validation at step %d: UAR %.4f WA %.4f', step, val['uar'], val['wa'])
-      ckpt.save(step, state, {'val_uar': val['uar'], 'val_wa': val['wa']})
-      t0, examples = time.time(), 0
+  with monitoring.TerminationSignals() as signals, \
+       monitoring.progress_bar(total_steps, step) as bar:
+    while step < total_steps and not stopped_early:
+      state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
+      step += 1
+      examples += config.batch_size
+      pending.append(metrics)
+      bar.update(1)
+      is_eval = step % eval_every == 0 or step == total_steps
+      if step % config.log_every_steps == 0 or is_eval or signals.received:
+        host = jax.device_get(pending)
+        pending = []
+        if any(bool(m['nonfinite']) for m in host):
+          raise NonFiniteLossError(
+              f'non-finite loss or gradient before step {step} '
+              f'(losses {[float(m["loss"]) for m in host]}); stopping. The last good '
+              f'checkpoint in {ckpt.manager.directory} is kept; lower the learning rate '
+              'or check the input features.')
+        rate = examples / max(time.time() - t0, 1e-9)
+        train_loss = float(np.mean([m['loss'] for m in host]))
+        logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s',
+                     step, total_steps, step / per_epoch, train_loss,
+                     float(np.mean([m['accuracy'] for m in host])), rate)
+        writer.scalars(step, {'train/loss': train_loss, 'train/learning_rate': lr,
+                              'train/accuracy': np.mean([m['accuracy'] for m in host]),
+                              'train/grad_norm': np.mean([m['grad_norm'] for m in host]),
+                              'train/examples_per_second': rate})
+        bar.set_postfix(loss=f'{train_loss:.3f}', refresh=False)
+        t0, examples = time.time(), 0
+      if is_eval:
+        record = _validate(exp, eval_step, state, step, per_epoch, train_loss)
+        history.append(record)
+        writer.scalars(step, {'val/loss': record['val_loss'], 'val/uar': record['val_uar'],
+                              'val/wa': record['val_wa']})
+        writer.flush()
+        logging.info('validation at step %d: UAR %.4f WA %.4f loss %.4f', step,
+                     record['val_uar'], record['val_wa'], record['val_loss'])
+        ckpt.save(step, state, {k: record[k] for k in ('val_uar', 'val_wa', 'val_loss')})
+        if stopper.update(record):
+          logging.info('Early stopping at step %d: no %s improvement in %d evaluations.',
+                       step, stopper.metric, stopper.patience)
+          stopped_early = True
+        t0, examples = time.time(), 0
+      elif (ckpt_every and step % ckpt_every == 0) or signals.received:
+        ckpt.save(step, state)
+      if signals.received:
+        ckpt.wait()
+        writer.close()
+        raise TrainingInterrupted(signals.received, step)
   ckpt.wait()
+  writer.close()
   return evaluate_checkpoint(exp, ckpt, workdir)
 
 
 def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, workdir: str,
                         step: int | None = None, splits=('validation', 'test')) -> dict:
-  """Evaluates a checkpoint (default: best by validation UAR) and writes results."""
+  """Evaluates a checkpoint (default: the best by the selection metric) and writes results."""
   state, step = restore_for_eval(exp, ckpt, step)
   eval_step = make_eval_step(exp)
   results = {'checkpoint_step': step, 'speakers': exp.speakers}
@@ -300,8 +382,10 @@ def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, work
         eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
         exp.class_names, exp.config.aggregation)
     results[split] = report
-    print(evaluate_lib.format_report(f'{split} (speakers {exp.speakers[split]})', report),
-          flush=True)
-  evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
-  evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
+    if monitoring.is_chief():
+      print(evaluate_lib.format_report(f'{split} (speakers {exp.speakers[split]})', report),
+            flush=True)
+  if monitoring.is_chief():
+    evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
+    evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -4,3 +4,7 @@ Importing this package registers every builder with TFDS.
 """
 from tfds_builders.ser_synthetic.ser_synthetic_dataset_builder import Builder as SerSynthetic  # noqa: F401
 from tfds_builders.iemocap.iemocap_dataset_builder import Builder as Iemocap  # noqa: F401
+from tfds_builders.ravdess.ravdess_dataset_builder import Builder as Ravdess  # noqa: F401
+from tfds_builders.crema_d.crema_d_dataset_builder import Builder as SerCremaD  # noqa: F401
+from tfds_builders.tess.tess_dataset_builder import Builder as Tess  # noqa: F401
+from tfds_builders.savee.savee_dataset_builder import Builder as SerSavee  # noqa: F401

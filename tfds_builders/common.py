@@ -37,11 +37,24 @@ GENDERS = ('female', 'male')
 ALL_SPLIT = 'corpus'
 
 
+def audio_feature() -> tfds.features.Tensor:
+  """16 kHz mono int16 PCM, stored as raw little-endian bytes.
+
+  TFDS's `Audio` feature stores int16 samples as int64 varints (up to 10
+  bytes a negative sample: RAVDESS grew to ~490 MB and most of the build time
+  went into that conversion), and its `encoding` option does not apply to
+  in-memory arrays; a bytes-encoded Tensor is 2 bytes a sample and decodes to
+  the same int16 array.
+  """
+  return tfds.features.Tensor(
+      shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES,
+      doc=f'mono PCM, {SAMPLE_RATE} Hz, int16')
+
+
 def base_features(**corpus_fields) -> tfds.features.FeaturesDict:
   """The schema every builder shares, plus corpus-specific fields."""
   return tfds.features.FeaturesDict({
-      'audio': tfds.features.Audio(
-          shape=(None,), dtype=np.int16, sample_rate=SAMPLE_RATE),
+      'audio': audio_feature(),
       'emotion': tfds.features.ClassLabel(names=list(EMOTION_NAMES)),
       'label': tfds.features.Text(),        # the corpus's own label
       'speaker': tfds.features.Text(),
@@ -242,8 +255,13 @@ def list_files(root, log: SkipLog, suffixes=('.wav',)) -> list[tuple[str, str]]:
   (case-insensitive), sorted; symlinks followed. Other files are counted in
   `log.ignored`."""
   root = os.fspath(root)
-  out = []
+  out, seen = [], set()
   for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    real = os.path.realpath(dirpath)
+    if real in seen:   # a symlink loop, or a folder linked twice
+      dirnames[:] = []
+      continue
+    seen.add(real)
     dirnames.sort()
     for name in sorted(filenames):
       full = os.path.join(dirpath, name)

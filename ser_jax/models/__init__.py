@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+import jax.numpy as jnp
+
 from ser_jax.models import crnn
 
 _REGISTRY = {
@@ -27,4 +29,6 @@ def create_model(model_cfg, num_classes: int):
   if name not in _REGISTRY:
     raise ValueError(f'unknown model {name!r}; known: {names()}')
   cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+  if isinstance(cfg.get('dtype'), str):
+    cfg['dtype'] = jnp.dtype(cfg['dtype'])
   return _REGISTRY[name](num_classes=num_classes, **cfg)

@@ -1,0 +1,121 @@
+"""Steady-state training-step speed of a model at its paper's batch size.
+
+  python benchmarks/train_step.py --model=selfattn_gender [--dtype=bfloat16] [--steps=5]
+
+Prints one JSON line per model: examples/s, step time, compile time, parameter
+count and peak memory (host RSS on CPU; device peak on GPU), with the
+device, the dtype and the config it ran. The step is the real `train_step`
+(features on device, forward, backward, optimiser update) on random audio.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ser_jax import models  # noqa: E402
+from ser_jax import sharding  # noqa: E402
+from ser_jax import train  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(model: str, arg: str | None):
+  path = os.path.join(REPO, 'configs', f'{model}.py')
+  if not os.path.exists(path):
+    raise SystemExit(f'no config file {path} for model {model!r}')
+  spec = importlib.util.spec_from_file_location(f'configs.{model}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def peak_memory_bytes() -> int:
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return int(stats['peak_bytes_in_use'])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides) -> dict:
+  config = load_config(model, config_arg)
+  if dtype:
+    config.model.dtype = dtype
+  if batch_size:
+    config.batch_size = batch_size
+  for item in overrides:
+    key, value = item.split('=', 1)
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = type(node[leaf])(json.loads(value)) if node[leaf] is not None else json.loads(value)
+  exp = train.build_experiment(config, with_data=False)
+  state = train.create_train_state(exp, jax.random.key(0))
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  rng = np.random.default_rng(0)
+  b, n = config.batch_size, train.segment_samples(config)
+  batch = {'audio': (rng.standard_normal((b, n)) * 3000).astype(np.int16),
+           'lengths': np.full(b, n, np.int32),
+           'labels': rng.integers(0, len(config.data.classes), b).astype(np.int32),
+           'gender': rng.integers(0, 2, b).astype(np.int32),
+           'weight': np.ones(b, np.float32)}
+  batch = sharding.shard_batch(batch, exp.mesh)
+  step = train.make_train_step(exp)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  state, m = compiled(state, batch)  # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  step_s = float(np.median(times))
+  flops = None
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get('flops', 0.0)) or None
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return {
+      'model': model, 'config_arg': config_arg, 'dtype': str(config.model.get('dtype', 'float32')),
+      'batch_size': b, 'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
+      'platform': jax.default_backend(), 'params': n_params,
+      'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
+      'step_s_min': round(min(times), 4), 'examples_per_s': round(b / step_s, 2),
+      'xla_gflop_per_step': round(flops / 1e9, 1) if flops else None,
+      'achieved_gflop_s': round(flops / 1e9 / step_s, 1) if flops else None,
+      'peak_memory_mib': round(peak_memory_bytes() / 2**20, 1),
+      'loss_finite': bool(np.isfinite(float(m['loss']))),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--model', default='selfattn_gender',
+                      help=f'comma-separated; known models: {",".join(models.names())}')
+  parser.add_argument('--config_arg', default=None, help='config argument (e.g. synthetic)')
+  parser.add_argument('--dtype', default=None, help='compute dtype override, e.g. bfloat16')
+  parser.add_argument('--batch_size', type=int, default=None)
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--set', action='append', default=[],
+                      help='config override key=json, e.g. model.lstm_units=64')
+  args = parser.parse_args()
+  for model in args.model.split(','):
+    print(json.dumps(bench(model, args.config_arg, args.dtype, args.steps, args.batch_size,
+                           args.set)), flush=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,143 @@
+"""What a training loop reports and reacts to: history, early stopping,
+TensorBoard, progress, and termination signals. Process 0 writes; others no-op.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+
+import jax
+
+
+def is_chief() -> bool:
+  return jax.process_index() == 0
+
+
+class History:
+  """Validation records of a run (`history.jsonl`), one JSON object per evaluation."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.records = []
+    if os.path.exists(path):
+      with open(path) as f:
+        self.records = [json.loads(line) for line in f if line.strip()]
+
+  def truncate(self, max_step: int):
+    """Forgets evaluations after `max_step` (a run resumed from an older checkpoint)."""
+    kept = [r for r in self.records if r['step'] <= max_step]
+    if len(kept) != len(self.records):
+      logging.info('History: dropping %d evaluation(s) after resumed step %d.',
+                   len(self.records) - len(kept), max_step)
+      self.records = kept
+      self._rewrite()
+
+  def append(self, record: dict):
+    self.records.append(record)
+    if is_chief():
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+  def _rewrite(self):
+    if is_chief():
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in self.records)
+      os.replace(tmp, self.path)
+
+
+class EarlyStopping:
+  """Stops after `patience` evaluations without improvement of `metric`.
+
+  Config fields: metric ('val_loss', 'val_uar', ...), mode ('min' | 'max'),
+  patience (evaluations; 0 disables), min_delta. Its state is a function of
+  the history, so a resumed run stops exactly where an uninterrupted one would.
+  """
+
+  def __init__(self, cfg, records=()):
+    self.metric = cfg.get('metric', 'val_loss') if cfg else 'val_loss'
+    self.mode = cfg.get('mode', 'min') if cfg else 'min'
+    self.patience = int(cfg.get('patience', 0)) if cfg else 0
+    self.min_delta = float(cfg.get('min_delta', 0.0)) if cfg else 0.0
+    if self.mode not in ('min', 'max'):
+      raise ValueError(f'early_stopping.mode must be min or max, not {self.mode!r}')
+    self.best = None
+    self.bad = 0
+    for r in records:
+      self.update(r)
+
+  def update(self, record: dict) -> bool:
+    """Feeds one evaluation; True when training should stop."""
+    if not self.patience:
+      return False
+    value = record[self.metric]
+    sign = 1.0 if self.mode == 'max' else -1.0
+    if self.best is None or sign * (value - self.best) > self.min_delta:
+      self.best, self.bad = value, 0
+    else:
+      self.bad += 1
+    return self.bad >= self.patience
+
+
+class MetricWriter:
+  """TensorBoard scalars from process 0 (`WORKDIR/tensorboard`)."""
+
+  def __init__(self, logdir: str):
+    self._writer = None
+    if is_chief():
+      from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+      self._writer = tensorboard.SummaryWriter(logdir, auto_flush=False)
+
+  def scalars(self, step: int, values: dict):
+    if self._writer is not None:
+      for k, v in values.items():
+        if v is not None and math.isfinite(float(v)):
+          self._writer.scalar(k, float(v), step)
+
+  def flush(self):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+
+def progress_bar(total: int, initial: int):
+  """A tqdm bar with rate and ETA on an interactive terminal of process 0 (else off)."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True,
+                   disable=None if is_chief() else True, leave=False)
+
+
+class TerminationSignals:
+  """Catches SIGTERM/SIGINT so that the loop can save and stop cleanly."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handler(self, signum, frame):
+    del frame
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C stops at once
+    self.received = signum
+    logging.warning('Received %s: saving a checkpoint and stopping after this step.',
+                    signal.Signals(signum).name)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in self.SIGNALS:
+        self._previous[s] = signal.signal(s, self._handler)
+    return self
+
+  def __exit__(self, *exc):
+    for s, h in self._previous.items():
+      signal.signal(s, h)
+    return False

@@ -1,0 +1,198 @@
+"""Resumability and robustness of the loop: SIGKILL/SIGTERM, two processes,
+gradient accumulation, early stopping, bf16."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import selfattn_gender
+from ser_jax import checkpoints
+from ser_jax import input_pipeline
+from ser_jax import monitoring
+from ser_jax import sharding
+from ser_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 30  # tiny corpus: 6 steps an epoch
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('tfds'))
+  config = selfattn_gender.get_config('tiny')
+  config.data.data_dir = path
+  input_pipeline.get_builder(config.data)  # prepare once, before any subprocess
+  return path
+
+
+def _cmd(workdir, data_dir, *extra):
+  return [sys.executable, 'run.py', '--config=configs/selfattn_gender.py:tiny',
+          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
+          f'--config.num_epochs={EPOCHS}', '--config.log_every_steps=50', *extra]
+
+
+def _steps(workdir):
+  d = os.path.join(workdir, 'checkpoints')
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+def _start_and_wait_for_checkpoint(cmd, workdir, min_step):
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    steps = _steps(workdir)
+    if steps and steps[-1] >= min_step:
+      return proc
+    if proc.poll() is not None:
+      raise AssertionError('run ended before it could be interrupted:\n' + proc.stderr.read()[-3000:])
+    time.sleep(0.05)
+  proc.kill()
+  raise AssertionError('no checkpoint appeared in time')
+
+
+def _final_params(workdir):
+  ckpt = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), async_save=False)
+  step = ckpt.latest_step()
+  return step, ckpt.manager.restore(step)
+
+
+def _assert_trees_equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sigkill_then_resume_equals_uninterrupted(data_dir, tmp_path):
+  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+  subprocess.run(_cmd(straight, data_dir), cwd=REPO, check=True, capture_output=True, timeout=600)
+  extra = ['--config.checkpoint_every_steps=5']
+  proc = _start_and_wait_for_checkpoint(_cmd(killed, data_dir, *extra), killed, 30)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert _steps(killed)[-1] < EPOCHS * 6, 'the run finished before the kill'
+  subprocess.run(_cmd(killed, data_dir, *extra), cwd=REPO, check=True, capture_output=True,
+                 timeout=600)
+  step_a, state_a = _final_params(straight)
+  step_b, state_b = _final_params(killed)
+  assert step_a == step_b == EPOCHS * 6
+  _assert_trees_equal(state_a, state_b)  # bitwise, on CPU
+  with open(os.path.join(straight, 'history.jsonl')) as f:
+    hist_a = [json.loads(l) for l in f]
+  with open(os.path.join(killed, 'history.jsonl')) as f:
+    hist_b = [json.loads(l) for l in f]
+  assert [h['val_uar'] for h in hist_a] == [h['val_uar'] for h in hist_b]
+
+
+def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
+  workdir = str(tmp_path / 'w')
+  proc = _start_and_wait_for_checkpoint(_cmd(workdir, data_dir), workdir, 6)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+  assert 'interrupted' in err and 'Traceback' not in err
+  saved = _steps(workdir)[-1]
+  assert saved % 6 != 0 or saved > 6  # a checkpoint of the step it stopped at
+  proc = subprocess.run(_cmd(workdir, data_dir), cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'Resumed from checkpoint step {saved}' in proc.stderr
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed(data_dir, tmp_path):
+  workdir = str(tmp_path / 'two')
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS='')
+  procs = [subprocess.Popen(
+      [sys.executable, 'run.py', '--config=configs/selfattn_gender.py:tiny',
+       f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
+       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-4000:]
+  assert 'TEST UAR' in outs[0][0] and 'TEST UAR' not in outs[1][0]  # process 0 reports
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  assert results['test']['num_examples'] > 0
+  assert _steps(workdir)[-1] == 12
+
+
+def _tiny(data_dir, **kw):
+  config = selfattn_gender.get_config('tiny')
+  config.data.data_dir = data_dir
+  for k, v in kw.items():
+    config[k] = v
+  return config
+
+
+def test_gradient_accumulation_equals_full_batch(data_dir):
+  results = {}
+  for k in (1, 2, 4):
+    # SGD keeps parameters a linear function of the gradients (Adam's
+    # normalisation would amplify float noise on near-zero gradients).
+    exp = train.build_experiment(_tiny(data_dir, grad_accum_steps=k, optimizer='sgd',
+                                       learning_rate=0.1))
+    state = train.create_train_state(exp, jax.random.key(0))
+    state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+    step = train.make_train_step(exp)
+    batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
+    losses = []
+    for _ in range(3):
+      state, m = step(state, sharding.shard_batch(next(batches), exp.mesh))
+      losses.append(float(m['loss']))
+    results[k] = (losses, jax.device_get(state.params))
+  for k in (2, 4):
+    np.testing.assert_allclose(results[k][0], results[1][0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 results[k][1], results[1][1])
+  with pytest.raises(ValueError, match='grad_accum_steps'):
+    train.make_train_step(train.build_experiment(_tiny(data_dir, grad_accum_steps=3)))
+
+
+def test_early_stopping_stops_and_is_resumable(data_dir, tmp_path):
+  config = _tiny(data_dir, learning_rate=0.0, num_epochs=6)
+  config.early_stopping.metric = 'val_loss'
+  config.early_stopping.mode = 'min'
+  config.early_stopping.patience = 2
+  workdir = str(tmp_path / 'es')
+  train.train_and_evaluate(config, workdir)
+  history = monitoring.History(os.path.join(workdir, 'history.jsonl')).records
+  assert len(history) == 3  # best at the first evaluation, then 2 without improvement
+  train.train_and_evaluate(config, workdir)  # re-run: already stopped, no more training
+  assert len(monitoring.History(os.path.join(workdir, 'history.jsonl')).records) == 3
+
+
+def test_early_stopping_rule():
+  cfg = {'metric': 'val_loss', 'mode': 'min', 'patience': 2, 'min_delta': 0.01}
+  stopper = monitoring.EarlyStopping(cfg)
+  assert [stopper.update({'val_loss': v}) for v in (1.0, 0.9, 0.895, 0.95, 0.5, 0.6, 0.6)] == [
+      False, False, False, True, False, False, True]
+  assert not monitoring.EarlyStopping({'patience': 0}).update({'val_loss': 1.0})
+
+
+def test_bfloat16_compute_trains(data_dir):
+  config = _tiny(data_dir)
+  config.model.dtype = 'bfloat16'
+  exp = train.build_experiment(config)
+  state = train.create_train_state(exp, jax.random.key(0))
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
+  state, m = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
+  assert np.isfinite(float(m['loss'])) and not bool(m['nonfinite'])

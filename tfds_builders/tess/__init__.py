@@ -1,0 +1,1 @@
+"""TESS from --manual_dir (see tess_dataset_builder.py)."""
