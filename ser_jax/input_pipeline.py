@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Iterator, Mapping, Sequence
 
+import ml_collections
 import numpy as np
 
 from ser_jax import splits as splits_lib
@@ -128,8 +129,42 @@ def _selected(ex, emotion: str, data_cfg) -> str | None:
   return None
 
 
+def corpus_names(data_cfg) -> list[str]:
+  """`data.name` is one TFDS dataset or a '+'-joined union of several."""
+  return [n.strip() for n in str(data_cfg.name).split('+') if n.strip()]
+
+
 def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
-  """All utterances of the configured subset, and speaker → session.
+  """The configured subset of one corpus, or of a union of corpora.
+
+  A union (`data.name='ser_crema_d+ravdess+ser_savee+tess'`, the combined set
+  of the Ranjan and Gomes papers) loads each corpus with the same classes and
+  filters and concatenates them; speaker and session ids are prefixed with
+  the corpus name (`ravdess:01`) so that they stay distinct, and paths with
+  `corpus/`. A builder config, if any, applies to single corpora only.
+  """
+  names = corpus_names(data_cfg)
+  if len(names) == 1:
+    return _load_one(data_cfg)
+  parts, speaker_session = [], {}
+  for name in names:
+    cfg = ml_collections.ConfigDict(data_cfg.to_dict())
+    cfg.name, cfg.builder_config = name, ''
+    utts, sessions = _load_one(cfg)
+    utts.speakers = np.asarray([f'{name}:{s}' for s in utts.speakers])
+    utts.paths = np.asarray([f'{name}/{p}' for p in utts.paths])
+    speaker_session.update({f'{name}:{s}': f'{name}:{v}' for s, v in sessions.items()})
+    logging.info('%s: %d utterances of %d speakers', name, len(utts), len(sessions))
+    parts.append(utts)
+  union = Utterances(
+      [a for u in parts for a in u.audio], np.concatenate([u.labels for u in parts]),
+      np.concatenate([u.genders for u in parts]), np.concatenate([u.speakers for u in parts]),
+      np.concatenate([u.paths for u in parts]))
+  return union, speaker_session
+
+
+def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
+  """All utterances of one corpus's configured subset, and speaker → session.
 
   The subset is: emotion among `data_cfg.classes`, raw label not in
   `data_cfg.exclude_labels` (e.g. IEMOCAP's 'exc' for the no-merge set),

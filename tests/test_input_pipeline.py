@@ -60,3 +60,29 @@ def test_unprepared_corpus_names_the_build_command(tmp_path):
   with pytest.raises(input_pipeline.CorpusNotPreparedError,
                      match=r'tfds build tfds_builders/iemocap --manual_dir=\S+ --data_dir='):
     input_pipeline.load_corpus(cfg)
+
+
+def test_union_of_corpora_keeps_speakers_apart(tmp_path):
+  from tfds_builders.ravdess import dummy_data as ravdess_dummy
+  from tfds_builders.ravdess import ravdess_dataset_builder
+  from tfds_builders.tess import dummy_data as tess_dummy
+  from tfds_builders.tess import tess_dataset_builder
+  data_dir = str(tmp_path / 'tfds')
+  for module, maker, name in ((ravdess_dataset_builder, ravdess_dummy, 'ravdess'),
+                              (tess_dataset_builder, tess_dummy, 'tess')):
+    manual = tmp_path / name
+    maker.make(manual, oddities=False)
+    module.Builder(data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  classes = ('neutral', 'happy', 'sad', 'angry', 'fearful', 'disgust', 'surprised')
+  cfg = lambda name: ml_collections.ConfigDict(dict(
+      name=name, builder_config='', data_dir=data_dir, split='all', classes=classes,
+      exclude_labels=(), where={}))
+  single = {n: input_pipeline.load_corpus(cfg(n)) for n in ('ravdess', 'tess')}
+  union, speaker_session = input_pipeline.load_corpus(cfg('ravdess+tess'))
+  assert len(union) == sum(len(u) for u, _ in single.values())
+  assert set(speaker_session) == {f'{n}:{s}' for n, (_, ss) in single.items() for s in ss}
+  assert all(p.split('/')[0] in ('ravdess', 'tess') for p in union.paths)
+  np.testing.assert_array_equal(
+      np.bincount(union.labels, minlength=7),
+      sum(np.bincount(u.labels, minlength=7) for u, _ in single.values()))
