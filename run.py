@@ -53,6 +53,15 @@ def main(argv):
     if _MODE.value == 'train':
       if not _WORKDIR.value:
         raise app.UsageError('--workdir is required for training')
+      from ser_jax import protocols  # pylint: disable=g-import-not-at-top
+      if protocols.is_protocol_run(config):
+        summary = protocols.run_protocol(config, _WORKDIR.value)
+        if jax.process_index() == 0:
+          uar, wa = summary['uar_over_folds'], summary['wa_over_folds']
+          print(f'PROTOCOL {summary["protocol"]}: {summary["num_runs"]} runs; test UAR '
+                f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
+                f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
+        return
       results = train.train_and_evaluate(config, _WORKDIR.value)
       if jax.process_index() == 0:
         print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'

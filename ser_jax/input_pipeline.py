@@ -214,10 +214,20 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
 
 def split_corpus(utts: Utterances, speaker_session: Mapping[str, str],
                  protocol) -> tuple[dict[str, Utterances], dict[str, list[str]]]:
-  """Utterances of train/validation/test under a speaker-independent protocol."""
-  speaker_sets = splits_lib.speaker_split(speaker_session, protocol)
-  out = {name: utts.take(np.flatnonzero(np.isin(utts.speakers, spk)))
-         for name, spk in speaker_sets.items()}
+  """Utterances of train/validation/test under the protocol, and the speakers of each.
+
+  Speaker protocols (loso, loso_session, holdout) assign whole speakers;
+  utterance protocols (stratified_kfold, stratified_split and their
+  speaker-grouped variants) assign utterances (see `splits`).
+  """
+  if protocol.name in splits_lib.SPEAKER_PROTOCOLS:
+    speaker_sets = splits_lib.speaker_split(speaker_session, protocol)
+    out = {name: utts.take(np.flatnonzero(np.isin(utts.speakers, spk)))
+           for name, spk in speaker_sets.items()}
+  else:
+    index = splits_lib.utterance_split(utts.labels, utts.speakers, protocol)
+    out = {name: utts.take(idx) for name, idx in index.items()}
+    speaker_sets = {name: sorted(set(map(str, part.speakers))) for name, part in out.items()}
   for name, part in out.items():
     if not len(part):
       raise ValueError(f'split {name!r} (speakers {speaker_sets[name]}) has no '

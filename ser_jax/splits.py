@@ -8,6 +8,8 @@ from __future__ import annotations
 import collections
 from typing import Mapping, Sequence
 
+import numpy as np
+
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -76,3 +78,88 @@ def check_disjoint(split: Mapping[str, Sequence[str]]):
       both = set(split.get(a, ())) & set(split.get(b, ()))
       if both:
         raise AssertionError(f'speakers {sorted(both)} are in both {a} and {b}')
+
+
+# ---------------------------------------------------------------------------
+# Utterance-level protocols of the combined-corpora papers.
+
+SPEAKER_PROTOCOLS = ('loso', 'loso_session', 'holdout')
+UTTERANCE_PROTOCOLS = ('stratified_kfold', 'stratified_split', 'group_kfold', 'group_split')
+# Protocols under which no speaker is in two of train/validation/test.
+SPEAKER_INDEPENDENT = SPEAKER_PROTOCOLS + ('group_kfold', 'group_split')
+
+
+def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
+  """How many folds the protocol has on this corpus."""
+  name = protocol.name
+  if name == 'loso':
+    return len(speaker_session)
+  if name == 'loso_session':
+    return len(set(speaker_session.values()))
+  if name in ('stratified_kfold', 'group_kfold'):
+    return int(protocol.get('k', 5))
+  return 1
+
+
+def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
+  """Indices of train/validation/test for utterance-level protocols.
+
+    stratified_kfold: k stratified folds of utterances (`protocol.k`, default
+      5); fold f tests, a stratified `val_fraction` (default 0.1) of the rest
+      validates. Speakers are shared between splits, as in the papers.
+    stratified_split: stratified `fractions` (default 0.8/0.1/0.1).
+    group_kfold / group_split: the same with speakers as groups, so that no
+      speaker is in two splits (the honest, speaker-independent numbers).
+  The assignment is a pure function of labels, speakers and
+  `protocol.split_seed` (default 0).
+  """
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  labels = np.asarray(labels)
+  speakers = np.asarray(speakers)
+  seed = int(protocol.get('split_seed', 0))
+  idx = np.arange(len(labels))
+  name = protocol.name
+  grouped = name.startswith('group')
+  if name in ('stratified_kfold', 'group_kfold'):
+    k = int(protocol.get('k', 5))
+    _check_fold(protocol.fold, k, 'folds')
+    if grouped:
+      folds = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+      rest, test = list(folds.split(idx, labels, speakers))[protocol.fold]
+    else:
+      folds = model_selection.StratifiedKFold(k, shuffle=True, random_state=seed)
+      rest, test = list(folds.split(idx, labels))[protocol.fold]
+    val_fraction = float(protocol.get('val_fraction', 0.1))
+    train, val = _two_way(rest, labels, speakers, val_fraction, seed, grouped)
+  elif name in ('stratified_split', 'group_split'):
+    f_train, f_val, f_test = protocol.get('fractions', (0.8, 0.1, 0.1))
+    if abs(f_train + f_val + f_test - 1) > 1e-6:
+      raise ValueError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
+    rest, test = _two_way(idx, labels, speakers, f_test, seed, grouped)
+    train, val = _two_way(rest, labels, speakers, f_val / (f_train + f_val), seed, grouped)
+  else:
+    raise ValueError(f'unknown utterance protocol {name!r}')
+  out = {'train': np.sort(train), 'validation': np.sort(val), 'test': np.sort(test)}
+  if grouped:
+    check_disjoint({k: set(speakers[v]) for k, v in out.items()})
+  return out
+
+
+def _two_way(idx, labels, speakers, fraction, seed, grouped):
+  """Splits idx into (rest, held) with `fraction` held out, stratified by label."""
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  idx = np.asarray(idx)
+  if grouped:
+    # StratifiedGroupKFold with round(1/fraction) folds; its first fold is
+    # held. With fewer speakers than that, one speaker's share is held.
+    n_groups = len(set(speakers[idx]))
+    if n_groups < 2:
+      raise ValueError(f'{n_groups} speaker(s) cannot make a speaker-disjoint split; '
+                       'use more speakers or a speaker protocol')
+    k = min(max(2, int(round(1 / fraction))), n_groups)
+    folds = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    rest, held = next(folds.split(idx, labels[idx], speakers[idx]))
+  else:
+    rest, held = model_selection.train_test_split(
+        np.arange(len(idx)), test_size=fraction, stratify=labels[idx], random_state=seed)
+  return idx[rest], idx[held]

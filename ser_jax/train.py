@@ -25,6 +25,7 @@ from ser_jax import features as features_lib
 from ser_jax import input_pipeline
 from ser_jax import models
 from ser_jax import monitoring
+from ser_jax import reports
 from ser_jax import sharding
 
 
@@ -86,9 +87,10 @@ def segment_samples(config) -> int:
   return int(round(config.features.segment_seconds * config.features.sample_rate))
 
 
-def build_experiment(config, mesh=None, with_data: bool = True) -> Experiment:
-  """Builds front end, model and optimiser; with data, also loads the corpus,
-  splits it by speaker under the protocol and segments every split."""
+def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> Experiment:
+  """Builds front end, model and optimiser; with data, also loads the corpus
+  (or takes `corpus` = `input_pipeline.load_corpus`'s result, already loaded),
+  splits it under the protocol and segments every split."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   class_names = tuple(config.data.classes)
@@ -98,7 +100,7 @@ def build_experiment(config, mesh=None, with_data: bool = True) -> Experiment:
       model=models.create_model(config.model, len(class_names)),
       tx=make_optimizer(config), mesh=mesh)
   if with_data:
-    utts, speaker_session = input_pipeline.load_corpus(config.data)
+    utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
     parts, exp.speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
     logging.info('Protocol %s fold %s:\n%s', config.protocol.name,
                  config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
@@ -275,8 +277,18 @@ def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
           'val_loss': val['loss'], 'val_uar': val['uar'], 'val_wa': val['wa']}
 
 
+def write_splits(exp: Experiment, workdir: str):
+  """The fold assignment of this run (speakers and utterance paths), for others to reuse."""
+  if monitoring.is_chief():
+    evaluate_lib.write_json(os.path.join(workdir, 'splits.json'), {
+        'protocol': exp.config.protocol.to_dict(), 'corpus': exp.config.data.name,
+        'classes': list(exp.class_names), 'speakers': exp.speakers,
+        'utterances': {k: sorted(map(str, seg.utterances.paths))
+                       for k, seg in exp.segments.items()}})
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       mesh=None) -> dict:
+                       mesh=None, corpus=None) -> dict:
   """Trains one fold in `workdir` (resuming if possible); returns the results.
 
   Evaluates on validation every `eval_every_epochs` and checkpoints then (and
@@ -286,7 +298,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   workdir = os.path.abspath(workdir)
   _write_config(config, workdir)
-  exp = build_experiment(config, mesh)
+  exp = build_experiment(config, mesh, corpus=corpus)
+  write_splits(exp, workdir)
   train_seg = exp.segments['train']
   per_epoch = input_pipeline.steps_per_epoch(train_seg, config.batch_size)
   total_steps = config.num_epochs * per_epoch
@@ -387,5 +400,8 @@ def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, work
             flush=True)
   if monitoring.is_chief():
     evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
+    reports.write_run_reports(
+        workdir, results, monitoring.History(os.path.join(workdir, 'history.jsonl')).records)
+    # Written last: its presence marks a finished run (protocols skip it).
     evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results

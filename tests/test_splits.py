@@ -81,3 +81,50 @@ def test_eval_batches_cover_everything_once():
   batches = list(input_pipeline.eval_batches(seg, 4))
   weights = np.concatenate([b['weight'] for b in batches])
   assert weights.sum() == 7 and len(weights) == 8
+
+
+def _corpus(n_speakers=12, per_class=6, classes=4):
+  labels, speakers = [], []
+  for s in range(n_speakers):
+    for c in range(classes):
+      labels += [c] * per_class
+      speakers += [f'spk{s:02d}'] * per_class
+  return np.asarray(labels), np.asarray(speakers)
+
+
+@pytest.mark.parametrize('name', ['stratified_kfold', 'group_kfold'])
+def test_kfold_protocols_partition_the_corpus(name):
+  labels, speakers = _corpus()
+  tests = []
+  for fold in range(5):
+    split = splits.utterance_split(labels, speakers, _protocol(name=name, fold=fold, k=5))
+    everything = np.concatenate(list(split.values()))
+    assert sorted(everything) == list(range(len(labels)))  # a partition
+    tests.append(split['test'])
+    if name == 'group_kfold':
+      splits.check_disjoint({k: set(speakers[v]) for k, v in split.items()})
+    else:  # stratified: every class in every test fold, in proportion
+      counts = np.bincount(labels[split['test']], minlength=4)
+      assert counts.max() - counts.min() <= 1
+  assert sorted(np.concatenate(tests)) == list(range(len(labels)))  # each utterance tested once
+  again = splits.utterance_split(labels, speakers, _protocol(name=name, fold=2, k=5))
+  first = splits.utterance_split(labels, speakers, _protocol(name=name, fold=2, k=5))
+  for k in again:
+    np.testing.assert_array_equal(again[k], first[k])  # deterministic
+
+
+@pytest.mark.parametrize('name', ['stratified_split', 'group_split'])
+def test_80_10_10_protocols(name):
+  labels, speakers = _corpus(n_speakers=20)
+  split = splits.utterance_split(labels, speakers, _protocol(name=name, fold=0))
+  n = len(labels)
+  assert abs(len(split['train']) / n - 0.8) < 0.06
+  assert abs(len(split['test']) / n - 0.1) < 0.06
+  if name == 'group_split':
+    splits.check_disjoint({k: set(speakers[v]) for k, v in split.items()})
+
+
+def test_group_split_with_too_few_speakers():
+  labels, speakers = _corpus(n_speakers=2)
+  with pytest.raises(ValueError, match='speaker-disjoint'):
+    splits.utterance_split(labels, speakers, _protocol(name='group_split', fold=0))

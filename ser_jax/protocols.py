@@ -1,0 +1,170 @@
+"""Whole protocols: folds × seeds, one `train_and_evaluate` per run, resumable,
+then the paper-style report of the protocol.
+
+`config.protocol.folds`: '' runs the single fold `protocol.fold`; 'all' runs
+every fold of the protocol on this corpus; '0,3,7' runs those. `config.seeds`:
+() runs `config.seed`; (0, 1, 2, 3, 4) repeats each fold with five seeds (the
+headline paper). Run (f, s) trains in `WORKDIR/fold{f:02d}_seed{s}/`; a run
+whose `results.json` exists is finished and is not trained again.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shlex
+import sys
+
+import numpy as np
+
+from ser_jax import input_pipeline
+from ser_jax import monitoring
+from ser_jax import reports
+from ser_jax import splits as splits_lib
+from ser_jax import train
+
+
+def is_protocol_run(config) -> bool:
+  """Whether the config asks for several runs (folds and/or seeds)."""
+  return bool(config.protocol.get('folds', '')) or len(config.get('seeds', ()) or ()) > 1
+
+
+def plan(config, speaker_session) -> list[tuple[int, int]]:
+  """(fold, seed) of every run, in order."""
+  spec = str(config.protocol.get('folds', '') or '')
+  n = splits_lib.num_folds(config.protocol, speaker_session)
+  if spec == 'all':
+    folds = list(range(n))
+  elif spec:
+    folds = [int(f) for f in spec.split(',')]
+    bad = [f for f in folds if not 0 <= f < n]
+    if bad:
+      raise ValueError(f'protocol.folds {bad} out of range: the protocol has {n} folds')
+  else:
+    folds = [int(config.protocol.fold)]
+  seeds = list(config.get('seeds', ()) or ()) or [int(config.seed)]
+  return [(f, s) for f in folds for s in seeds]
+
+
+def run_dir(workdir: str, fold: int, seed: int) -> str:
+  return os.path.join(workdir, f'fold{fold:02d}_seed{seed}')
+
+
+def run_config(config, fold: int, seed: int):
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.protocol.fold = fold
+    cfg.protocol.folds = ''
+    cfg.seed = seed
+    cfg.seeds = ()
+  return cfg
+
+
+def run_protocol(config, workdir: str, mesh=None) -> dict:
+  """Trains every (fold, seed) not yet finished, then writes the protocol report."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  corpus = input_pipeline.load_corpus(config.data)
+  runs = plan(config, corpus[1])
+  logging.info('Protocol %s: %d runs (folds × seeds) in %s', config.protocol.name,
+               len(runs), workdir)
+  results = {}
+  for i, (fold, seed) in enumerate(runs):
+    sub = run_dir(workdir, fold, seed)
+    done = os.path.join(sub, 'results.json')
+    if os.path.exists(done):
+      logging.info('[%d/%d] fold %d seed %d: finished before, skipping.', i + 1, len(runs),
+                   fold, seed)
+      with open(done) as f:
+        results[fold, seed] = json.load(f)
+      continue
+    logging.info('[%d/%d] fold %d seed %d → %s', i + 1, len(runs), fold, seed, sub)
+    results[fold, seed] = train.train_and_evaluate(run_config(config, fold, seed), sub,
+                                                   mesh=mesh, corpus=corpus)
+  summary = summarize(config, results)
+  if monitoring.is_chief():
+    write_protocol_report(config, workdir, results, summary)
+  return summary
+
+
+def summarize(config, results) -> dict:
+  """Per-fold means over seeds, and mean ± std over folds and over all runs."""
+  folds = sorted({f for f, _ in results})
+  rows = []
+  for fold in folds:
+    runs = [r for (f, _), r in sorted(results.items()) if f == fold]
+    uar = [100 * r['test']['uar'] for r in runs]
+    wa = [100 * r['test']['wa'] for r in runs]
+    rows.append({
+        'fold': fold, 'test_speakers': ', '.join(runs[0]['speakers']['test'][:4]) +
+        (' …' if len(runs[0]['speakers']['test']) > 4 else ''),
+        'runs': len(runs), 'uar_mean': np.mean(uar), 'uar_std': reports.mean_std(uar)[1],
+        'wa_mean': np.mean(wa), 'wa_std': reports.mean_std(wa)[1],
+        'val_uar_mean': 100 * np.mean([r['validation']['uar'] for r in runs]),
+        'uar': uar, 'wa': wa})
+  all_uar = [u for r in rows for u in r['uar']]
+  all_wa = [w for r in rows for w in r['wa']]
+  return {
+      'protocol': config.protocol.name, 'folds': folds,
+      'seeds': sorted({s for _, s in results}), 'rows': rows,
+      'uar_over_folds': reports.mean_std([r['uar_mean'] for r in rows]),
+      'wa_over_folds': reports.mean_std([r['wa_mean'] for r in rows]),
+      'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
+      'num_runs': len(results),
+  }
+
+
+def write_protocol_report(config, workdir: str, results, summary: dict):
+  run_results = [r for _, r in sorted(results.items())]
+  pooled = reports.pooled_report(run_results)
+  reports.write_confusion(os.path.join(workdir, 'confusion_test_pooled'), pooled['confusion'],
+                          pooled['classes'], 'test, pooled over all runs (row %)')
+  reports.write_per_class(os.path.join(workdir, 'per_class_test_pooled.csv'), pooled)
+  histories = {}
+  for (fold, seed) in sorted(results):
+    path = os.path.join(run_dir(workdir, fold, seed), 'history.jsonl')
+    histories[f'f{fold}s{seed}'] = monitoring.History(path).records
+  reports.write_learning_curves(os.path.join(workdir, 'learning_curves.png'), histories)
+  os.makedirs(os.path.join(workdir, 'splits'), exist_ok=True)
+  for (fold, seed) in sorted(results):
+    src = os.path.join(run_dir(workdir, fold, seed), 'splits.json')
+    if os.path.exists(src):
+      with open(src) as f:
+        split = json.load(f)
+      with open(os.path.join(workdir, 'splits', f'fold{fold:02d}.json'), 'w') as f:
+        json.dump(split, f, indent=1)
+  with open(os.path.join(workdir, 'protocol_results.json'), 'w') as f:
+    json.dump({**summary, 'pooled_test': {k: pooled[k] for k in
+                                          ('uar', 'wa', 'per_class', 'confusion_pct')}},
+              f, indent=1, default=float)
+  uf, wf = summary['uar_over_folds'], summary['wa_over_folds']
+  ur, wr = summary['uar_over_runs'], summary['wa_over_runs']
+  command = ' '.join(shlex.quote(a) for a in sys.argv)
+  md = [
+      f'# {config.model.name} — {config.protocol.name} on {config.data.name}',
+      '',
+      f'- command: `{command}`',
+      f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
+      f'({summary["num_runs"]} runs); model selection on validation '
+      f'`{(config.get("selection") or {}).get("metric", "val_uar")}` only',
+      f'- classes: {", ".join(config.data.classes)}; segment posteriors '
+      f'{config.aggregation}-pooled per utterance',
+      f'- config: `config.json` of each run folder; fold assignments in `splits/`',
+      '',
+      '## Test results per fold (mean ± std over seeds)',
+      '',
+      reports.fold_table(summary['rows']),
+      '',
+      f'**Mean over folds: UAR {uf[0]:.2f} ± {uf[1]:.2f} %, WA {wf[0]:.2f} ± {wf[1]:.2f} %** '
+      f'(over all {summary["num_runs"]} runs: UAR {ur[0]:.2f} ± {ur[1]:.2f}, '
+      f'WA {wr[0]:.2f} ± {wr[1]:.2f}).',
+  ]
+  if config.get('reference'):
+    md += ['', f'Published figure to compare with: {config.reference}.']
+  md += ['', '## Pooled test utterances of all runs', '',
+         f'UAR {100 * pooled["uar"]:.2f} %, WA {100 * pooled["wa"]:.2f} %; per class in '
+         '`per_class_test_pooled.csv`, confusion in `confusion_test_pooled.{csv,png}`, '
+         'learning curves in `learning_curves.png`.']
+  with open(os.path.join(workdir, 'summary.md'), 'w') as f:
+    f.write('\n'.join(md) + '\n')
