@@ -19,8 +19,11 @@ from ml_collections import config_flags  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and reports.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'],
-                          'train (then evaluate on test), evaluate a checkpoint, or predict.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'export'],
+                          'train (then evaluate on test), evaluate a checkpoint, predict, '
+                          'or export a checkpoint as a TF SavedModel.')
+_EXPORT_DIR = flags.DEFINE_string('export_dir', None,
+                                  'export: output folder (default WORKDIR/export).')
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, 'evaluate/predict: a step number, a step folder or a checkpoints '
     'folder (default: the workdir\'s best checkpoint by validation UAR).')
@@ -74,6 +77,11 @@ def main(argv):
       exp = train.build_experiment(config)
       outdir = _WORKDIR.value or os.path.dirname(ckpt.manager.directory)
       train.evaluate_checkpoint(exp, ckpt, outdir, step, splits=tuple(_SPLIT.value))
+    elif _MODE.value == 'export':
+      from ser_jax import export  # pylint: disable=g-import-not-at-top
+      out = _EXPORT_DIR.value or os.path.join(_WORKDIR.value or '.', 'export')
+      info = export.export_saved_model(config, _WORKDIR.value, out, _CHECKPOINT.value)
+      print(f'SavedModel of checkpoint step {info["checkpoint_step"]} written to {out}')
     else:
       from ser_jax import predict  # pylint: disable=g-import-not-at-top
       if not _WAV.value:

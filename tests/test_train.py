@@ -169,3 +169,48 @@ def test_eight_devices_match_one(data_dir, trained):
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   assert 'LOSSES' in proc.stdout
+
+
+_LOAD_SAVED_MODEL = r'''
+import json, sys
+import numpy as np, soundfile as sf, tensorflow as tf
+assert 'ser_jax' not in sys.modules  # (TF may import jax for Keras; the graph needs neither)
+model = tf.saved_model.load(sys.argv[1])
+wave, sr = sf.read(sys.argv[2], dtype='float32')
+out = model.signatures['serving_default'](waveform=tf.constant(wave), gender=tf.constant(-1))
+names = [c.decode() for c in model.class_names.numpy()]
+print(json.dumps({'probabilities': dict(zip(names, out['probabilities'].numpy().tolist())),
+                  'segments': int(out['segments'])}))
+'''
+
+
+def test_export_runs_without_the_training_code(trained, tmp_path):
+  from ser_jax import export
+  config, workdir, _ = trained
+  out = str(tmp_path / 'saved_model')
+  info = export.export_saved_model(config, workdir, out)
+  assert info['classes'] == list(config.data.classes)
+  rng = np.random.default_rng(0)
+  wav = str(tmp_path / 'clip.wav')
+  t = np.arange(int(2.4 * 16000)) / 16000
+  sf.write(wav, (0.3 * np.sin(2 * np.pi * 150 * t * (1 + 0.1 * t)) + 0.01 * rng.standard_normal(len(t))),
+           16000, subtype='PCM_16')
+  expected = next(predict.predict_files(config, workdir, [wav]))
+  proc = subprocess.run([sys.executable, '-c', _LOAD_SAVED_MODEL, out, wav], cwd=str(tmp_path),
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert got['segments'] == expected['segments'] == 3
+  for c in config.data.classes:
+    assert got['probabilities'][c] == pytest.approx(expected['probabilities'][c], abs=2e-4)
+
+
+def test_evaluate_mode_prints_uar(trained):
+  config, workdir, results = trained
+  proc = subprocess.run(
+      [sys.executable, 'run.py', '--config=configs/selfattn_gender.py:tiny', f'--workdir={workdir}',
+       f'--config.data.data_dir={config.data.data_dir}', '--mode=evaluate', '--split=test'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'UAR {100 * results["test"]["uar"]:.2f}%' in proc.stdout

@@ -1,0 +1,97 @@
+"""Export a trained model, with its front end and normalisation, as a TF SavedModel.
+
+The artifact needs TensorFlow only (no ser_jax, no JAX): the jitted JAX
+function (waveform segments → log-Mel features → z-scoring with the training
+statistics → model → softmax) is converted with `jax2tf`, and segmentation and
+utterance aggregation are written in TensorFlow around it.
+
+Signatures:
+  serving_default(waveform: float32[n] at 16 kHz in [-1, 1], gender: int32 scalar,
+                  0 female, 1 male, -1 unknown → both averaged)
+      → {'probabilities': float32[K], 'emotion_index': int32, 'segments': int32}
+  segments(audio: float32[b, L], lengths: int32[b], gender: int32[b])
+      → {'probabilities': float32[b, K]}   (posteriors of fixed-length segments)
+Class names, sample rate and segment length are in `ser_jax_export.json`
+and as the module's `class_names` constant.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from ser_jax import features as features_lib
+from ser_jax import predict as predict_lib
+from ser_jax import train as train_lib
+
+
+def export_saved_model(config, workdir: str | None, out_dir: str,
+                       checkpoint: str | None = None) -> dict:
+  """Writes the SavedModel of a checkpoint (default: the best) to `out_dir`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+
+  exp = train_lib.build_experiment(config, with_data=False)
+  ckpt, step = predict_lib.resolve_checkpoint(workdir, checkpoint, config.get('selection'))
+  state, step = train_lib.restore_for_eval(exp, ckpt, step)
+  params = jax.device_get(state.params)
+  norm = jax.device_get(state.norm)
+  sr = int(config.features.sample_rate)
+  seg_len = train_lib.segment_samples(config)
+  hop = int(round(config.features.segment_hop_seconds * sr))
+  classes = list(exp.class_names)
+  aggregation = config.aggregation
+
+  def segment_probs(p, audio, lengths, gender):
+    feats, mask = exp.frontend(audio, lengths)
+    feats = features_lib.normalize(feats, norm, mask)
+    logits = exp.model.apply({'params': p}, feats, mask, gender)
+    return jax.nn.softmax(logits, axis=-1)
+
+  converted = jax2tf.convert(segment_probs, with_gradient=False,
+                             polymorphic_shapes=[None, f'(b, {seg_len})', '(b,)', '(b,)'])
+  module = tf.Module()
+  module.params = tf.nest.map_structure(tf.Variable, params)
+  module.class_names = tf.Variable(classes, trainable=False, name='class_names')
+
+  @tf.function(input_signature=[tf.TensorSpec([None, seg_len], tf.float32),
+                                tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)])
+  def segments(audio, lengths, gender):
+    return {'probabilities': converted(module.params, audio, lengths, gender)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)])
+  def utterance(waveform, gender):
+    n = tf.shape(waveform)[0]
+    count = 1 + tf.maximum(0, (n - seg_len + hop - 1) // hop)
+    padded = tf.pad(waveform, [[0, (count - 1) * hop + seg_len - n]])
+    audio = tf.signal.frame(padded, seg_len, hop)
+    lengths = tf.clip_by_value(n - tf.range(count) * hop, 0, seg_len)
+
+    def probs_for(g):
+      return converted(module.params, audio, lengths, tf.fill([count], g))
+
+    probs = tf.cond(gender < 0, lambda: 0.5 * (probs_for(0) + probs_for(1)),
+                    lambda: probs_for(gender))
+    pooled = tf.reduce_max(probs, 0) if aggregation == 'max' else tf.reduce_mean(probs, 0)
+    pooled = pooled / tf.reduce_sum(pooled)
+    return {'probabilities': pooled, 'emotion_index': tf.argmax(pooled, output_type=tf.int32),
+            'segments': count}
+
+  os.makedirs(out_dir, exist_ok=True)
+  tf.saved_model.save(module, out_dir,
+                      signatures={'serving_default': utterance, 'segments': segments})
+  info = {'classes': classes, 'sample_rate': sr, 'segment_samples': seg_len,
+          'hop_samples': hop, 'aggregation': aggregation, 'checkpoint_step': int(step),
+          'model': config.model.name, 'features': config.features.name,
+          'input': 'mono float32 waveform in [-1, 1] at sample_rate; gender 0 female, '
+                   '1 male, -1 unknown'}
+  with open(os.path.join(out_dir, 'ser_jax_export.json'), 'w') as f:
+    json.dump(info, f, indent=1)
+  return info
+
+
+def waveform_for_export(path: str, sample_rate: int) -> np.ndarray:
+  """The float32 waveform the SavedModel expects, from any audio file."""
+  return predict_lib.load_audio(path, sample_rate).astype(np.float32) / 32768.0
