@@ -65,7 +65,8 @@ def main(argv):
                 f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
                 f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
         return
-      results = train.train_and_evaluate(config, _WORKDIR.value)
+      from ser_jax import trainers  # pylint: disable=g-import-not-at-top
+      results = trainers.get(config)(config, _WORKDIR.value)
       if jax.process_index() == 0:
         print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
               f'  (checkpoint step {results["checkpoint_step"]}, results in '

@@ -69,12 +69,12 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
     audio = tf.signal.frame(padded, seg_len, hop)
     lengths = tf.clip_by_value(n - tf.range(count) * hop, 0, seg_len)
 
-    def probs_for(g):
-      return converted(module.params, audio, lengths, tf.fill([count], g))
+    def pooled_for(g):  # utterance posteriors for one gender input, as in evaluation
+      probs = converted(module.params, audio, lengths, tf.fill([count], g))
+      return tf.reduce_max(probs, 0) if aggregation == 'max' else tf.reduce_mean(probs, 0)
 
-    probs = tf.cond(gender < 0, lambda: 0.5 * (probs_for(0) + probs_for(1)),
-                    lambda: probs_for(gender))
-    pooled = tf.reduce_max(probs, 0) if aggregation == 'max' else tf.reduce_mean(probs, 0)
+    pooled = tf.cond(gender < 0, lambda: 0.5 * (pooled_for(0) + pooled_for(1)),
+                     lambda: pooled_for(gender))
     pooled = pooled / tf.reduce_sum(pooled)
     return {'probabilities': pooled, 'emotion_index': tf.argmax(pooled, output_type=tf.int32),
             'segments': count}

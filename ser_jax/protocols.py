@@ -22,7 +22,7 @@ from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import splits as splits_lib
-from ser_jax import train
+from ser_jax import trainers
 
 
 def is_protocol_run(config) -> bool:
@@ -80,8 +80,8 @@ def run_protocol(config, workdir: str, mesh=None) -> dict:
         results[fold, seed] = json.load(f)
       continue
     logging.info('[%d/%d] fold %d seed %d → %s', i + 1, len(runs), fold, seed, sub)
-    results[fold, seed] = train.train_and_evaluate(run_config(config, fold, seed), sub,
-                                                   mesh=mesh, corpus=corpus)
+    results[fold, seed] = trainers.get(config)(run_config(config, fold, seed), sub,
+                                               mesh=mesh, corpus=corpus)
   summary = summarize(config, results)
   if monitoring.is_chief():
     write_protocol_report(config, workdir, results, summary)

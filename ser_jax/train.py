@@ -159,8 +159,9 @@ def make_train_step(exp: Experiment) -> Callable:
   micro_sharding = jax.sharding.NamedSharding(
       exp.mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
 
-  def loss_sum(params, feats, mask, gender, labels, weight):
-    logits = exp.model.apply({'params': params}, feats, mask, gender, train=True)
+  def loss_sum(params, feats, mask, gender, labels, weight, rng):
+    logits = exp.model.apply({'params': params}, feats, mask, gender, train=True,
+                             rngs={'dropout': rng})
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = ((logits.argmax(-1) == labels) * weight).sum()
     return (ce * weight).sum(), correct
@@ -170,19 +171,23 @@ def make_train_step(exp: Experiment) -> Callable:
   def train_step(state: TrainState, batch):
     feats, mask = _features(exp, batch, state.norm)
     inputs = (feats, mask, batch['gender'], batch['labels'], batch['weight'])
+    # Dropout noise: a pure function of the run's key and the step (resumable).
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if k == 1:
-      (loss, correct), grads = grad_fn(state.params, *inputs)
+      (loss, correct), grads = grad_fn(state.params, *inputs, rng)
     else:
       def split(x):  # [B, ...] → [k, B/k, ...]; row i*k+m → micro-batch m
         x = jnp.moveaxis(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 1, 0)
         return jax.lax.with_sharding_constraint(x, micro_sharding)
 
       def body(carry, micro):
-        (l, c), g = grad_fn(state.params, *micro)
+        micro, i = micro
+        (l, c), g = grad_fn(state.params, *micro, jax.random.fold_in(rng, i))
         return jax.tree.map(jnp.add, carry, (l, c, g)), None
 
       zeros = (jnp.zeros(()), jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
-      (loss, correct, grads), _ = jax.lax.scan(body, zeros, jax.tree.map(split, inputs))
+      (loss, correct, grads), _ = jax.lax.scan(
+          body, zeros, (jax.tree.map(split, inputs), jnp.arange(k)))
     total = jnp.maximum(batch['weight'].sum(), 1.0)
     loss, grads = loss / total, jax.tree.map(lambda g: g / total, grads)
     grad_norm = optax.global_norm(grads)
