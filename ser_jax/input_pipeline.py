@@ -235,6 +235,24 @@ def split_corpus(utts: Utterances, speaker_session: Mapping[str, str],
   return out, speaker_sets
 
 
+def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int) -> Utterances:
+  """The utterances with their offline variants (`augment.offline_augment`:
+  original + noise + time stretch + pitch shift, Gomes et al.'s ×4), each
+  variant keeping its utterance's label, gender and speaker; paths get
+  '#variant'. Apply to the training split only."""
+  from ser_jax import augment  # pylint: disable=g-import-not-at-top
+  names = augment.offline_variants(cfg)
+  variants = augment.offline_augment(utts.audio, sample_rate, cfg, seed)
+  audio = [np.round(np.clip(z, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+           for _, z in variants]
+  k = len(names)
+  logging.info('Offline augmentation: %d training utterances → %d (%s).',
+               len(utts), len(audio), ', '.join(names))
+  return Utterances(audio, np.repeat(utts.labels, k), np.repeat(utts.genders, k),
+                    np.repeat(utts.speakers, k),
+                    np.asarray([f'{p}#{n}' for p in utts.paths for n in names]))
+
+
 def segment(utts: Utterances, segment_samples: int, hop_samples: int) -> Segments:
   """Cuts each utterance into segments; the tail is zero-padded.
 

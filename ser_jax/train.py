@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ser_jax import augment as augment_lib
 from ser_jax import checkpoints as checkpoints_lib
 from ser_jax import evaluate as evaluate_lib
 from ser_jax import features as features_lib
@@ -102,6 +103,10 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   if with_data:
     utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
     parts, exp.speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
+    offline = (config.get('augment') or {}).get('offline')
+    if offline:  # the training split only
+      parts['train'] = input_pipeline.augment_offline(
+          parts['train'], offline, config.seed, config.features.sample_rate)
     logging.info('Protocol %s fold %s:\n%s', config.protocol.name,
                  config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
     seg_len = segment_samples(config)
@@ -130,10 +135,20 @@ def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
   return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
 
 
-def _features(exp: Experiment, batch, norm):
+def _features(exp: Experiment, batch, norm, rng=None):
+  """Normalised features of a batch; with `rng` (training), the on-the-fly
+  augmentation of `config.augment.waveform` / `.features` is applied."""
   audio = batch['audio'].astype(jnp.float32) / 32768.0
+  aug = exp.config.get('augment') or {}
+  if rng is not None and aug.get('waveform'):
+    audio = augment_lib.augment_waveform(jax.random.fold_in(rng, 1), audio, batch['lengths'],
+                                         aug['waveform'])
   feats, mask = exp.frontend(audio, batch['lengths'])
-  return features_lib.normalize(feats, norm, mask), mask
+  feats = features_lib.normalize(feats, norm, mask)
+  if rng is not None and aug.get('features'):
+    feats = augment_lib.augment_features(jax.random.fold_in(rng, 2), feats, mask,
+                                         aug['features'])
+  return feats, mask
 
 
 def _accum_steps(exp: Experiment) -> int:
@@ -169,10 +184,11 @@ def make_train_step(exp: Experiment) -> Callable:
   grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
 
   def train_step(state: TrainState, batch):
-    feats, mask = _features(exp, batch, state.norm)
-    inputs = (feats, mask, batch['gender'], batch['labels'], batch['weight'])
-    # Dropout noise: a pure function of the run's key and the step (resumable).
+    # Dropout and augmentation noise: a pure function of the run's key and the
+    # step, so a resumed run draws the same noise.
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    feats, mask = _features(exp, batch, state.norm, rng)
+    inputs = (feats, mask, batch['gender'], batch['labels'], batch['weight'])
     if k == 1:
       (loss, correct), grads = grad_fn(state.params, *inputs, rng)
     else:

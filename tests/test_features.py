@@ -9,6 +9,7 @@ energy, so bands whose energy is many decades below the frame's peak (and the
 padded frames near log(eps)) carry a small absolute, not relative, error.
 """
 
+import functools
 import warnings
 
 import jax
@@ -302,3 +303,320 @@ def test_stats_match_numpy_over_valid_frames():
     zm = F.normalize(feats, stats, mask)
     assert float(jnp.abs(zm[0, 3:]).max()) == 0.0
     np.testing.assert_allclose(zm[1], z[1])
+
+
+# ---------------------------------------------------------------------------
+# dB, MFCC, zero-crossing rate, chroma (librosa parity)
+# ---------------------------------------------------------------------------
+
+SEN = dict(n_fft=1536, hop_length=372)  # the 16 kHz 'mfcc' stack framing
+PARITY_SIGNALS = [('noise', 5000), ('noise', 48000), ('harmonic', 5000),
+                  ('harmonic', 48000)]
+
+
+def jitted(fn, **kw):
+    return jax.jit(functools.partial(fn, **kw))
+
+
+def quiet(x):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return x()
+
+
+def test_power_to_db_per_example():
+    rng = np.random.default_rng(0)
+    s = (rng.uniform(0, 1, (3, 50, 20)) ** 8).astype(np.float32)
+    s[1] *= 1e-4  # a quiet example: its floor is its own max - top_db
+    s[2, :, :3] = 0.0
+    for kw in (dict(), dict(top_db=None), dict(amin=1e-6, top_db=40.0)):
+        got = F.power_to_db(s, **kw)
+        got_max = F.power_to_db(s, ref='max', **kw)
+        for i in range(3):
+            ref = librosa.power_to_db(s[i], **kw)
+            assert rel_err(got[i], ref) <= 1e-5
+            ref = librosa.power_to_db(s[i], ref=np.max, **kw)
+            np.testing.assert_allclose(got_max[i], ref, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(F.power_to_db(s[0], ref=2.0),
+                               librosa.power_to_db(s[0], ref=2.0), atol=1e-4)
+
+
+def test_dct_matrix():
+    x = np.random.default_rng(0).standard_normal((7, 40))
+    import scipy.fft
+    ref = scipy.fft.dct(x, type=2, norm='ortho', axis=-1)[:, :13]
+    np.testing.assert_allclose(x @ F.dct_matrix(40, 13), ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError):
+        F.dct_matrix(40, 41)
+
+
+@pytest.mark.parametrize('kind,n', PARITY_SIGNALS)
+def test_mfcc_matches_librosa(kind, n):
+    y = make_signal(kind, n)
+    for kw in (dict(n_mfcc=40, **SEN), dict(n_mfcc=20, n_fft=2048, hop_length=512, lifter=22)):
+        ref = quiet(lambda: librosa.feature.mfcc(y=y, sr=SR, **kw)).T
+        got = jitted(F.mfcc, sr=SR, **kw)(y)
+        assert rel_err(got, ref) <= 1e-4, kw
+    # Batched: each example gets its own top_db floor.
+    yb = np.stack([y, 1e-3 * make_signal('noise', n)])
+    got = jitted(F.mfcc, sr=SR, n_mfcc=40, **SEN)(yb)
+    for i in range(2):
+        ref = quiet(lambda: librosa.feature.mfcc(y=yb[i], sr=SR, n_mfcc=40, **SEN)).T
+        assert rel_err(got[i], ref) <= 1e-4
+
+
+@pytest.mark.parametrize('kind,n', PARITY_SIGNALS)
+def test_zero_crossing_rate_matches_librosa(kind, n):
+    y = make_signal(kind, n)
+    y[100:300] = 0.0  # exact zeros count as positive
+    y[400:420] = 1e-11 * (-1) ** np.arange(20)  # under the threshold
+    for kw in (dict(), dict(frame_length=1536, hop_length=372),
+               dict(frame_length=512, hop_length=160, center=False),
+               dict(frame_length=400, hop_length=100, threshold=0.05)):
+        ref = librosa.feature.zero_crossing_rate(y, **kw)[0]
+        got = jitted(F.zero_crossing_rate, **kw)(y)
+        assert rel_err(got, ref) <= 1e-6, kw
+
+
+@pytest.mark.parametrize('kind,n', PARITY_SIGNALS)
+def test_chroma_matches_librosa_fixed_tuning(kind, n):
+    y = make_signal(kind, n)
+    for tuning, norm in ((0.0, np.inf), (0.0, 2), (0.25, np.inf), (0.0, None)):
+        ref = quiet(lambda: librosa.feature.chroma_stft(
+            y=y, sr=SR, tuning=tuning, norm=norm, **SEN)).T
+        got = jitted(F.chroma_stft, sr=SR, tuning=tuning, norm=norm, **SEN)(y)
+        assert rel_err(got, ref) <= 1e-4, (tuning, norm)
+    # Silent frames stay 0 (librosa leaves them unnormalised).
+    z = np.zeros(4000, np.float32)
+    np.testing.assert_array_equal(F.chroma_stft(z, sr=SR, **SEN), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Per-model stacks
+# ---------------------------------------------------------------------------
+
+
+def stack_cfg(name, **kw):
+    cfg = ml_collections.ConfigDict(F.frontend_defaults(name))
+    cfg.update(kw)
+    return cfg
+
+
+def padded_batch(lengths, n_total, seed=0):
+    x = np.zeros((len(lengths), n_total), np.float32)
+    for i, ln in enumerate(lengths):
+        y = harmonic(ln, seed=seed + i) if i % 2 == 0 else noise(ln, seed=seed + i)
+        x[i, :ln] = y
+    return x
+
+
+def ref_mfcc_stack(y, cfg, t):
+    mel = quiet(lambda: librosa.feature.melspectrogram(
+        y=y, sr=SR, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels))[:, :t]
+    return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.n_mfcc).T
+
+
+def test_mfcc_stack_matches_librosa():
+    cfg = stack_cfg('mfcc', num_frames=130)
+    assert F.num_frames(3 * SR, cfg) == 130
+    assert F.num_frames(3 * SR, stack_cfg('mfcc')) == 130  # 1 + 48000 // 372
+    lengths = np.array([48000, 30000, 9000])
+    x = padded_batch(lengths, 48000)
+    feats, mask = jax.jit(F.make_frontend(cfg))(x, lengths)
+    assert feats.shape == (3, 130, 40, 1) and mask.shape == (3, 130)
+    np.testing.assert_array_equal(mask, F.frame_mask(lengths, 130, 372))
+    for i in range(3):
+        assert rel_err(feats[i, ..., 0], ref_mfcc_stack(x[i], cfg, 130)) <= 1e-4
+
+
+def test_mfcc_zcr_chroma_matches_librosa():
+    cfg = stack_cfg('mfcc_zcr_chroma')
+    lengths = np.array([48000, 20000])
+    x = padded_batch(lengths, 48000, seed=3)
+    feats, mask = jax.jit(F.make_frontend(cfg))(x, lengths)
+    t = 1 + 48000 // 372
+    assert feats.shape == (2, t, 20 + 1 + 12, 1)
+    for i in range(2):
+        f = np.asarray(feats[i, ..., 0])
+        assert rel_err(f[:, :20], ref_mfcc_stack(x[i], cfg, t)) <= 1e-4
+        zcr = librosa.feature.zero_crossing_rate(x[i], frame_length=1536,
+                                                 hop_length=372)[0]
+        assert rel_err(f[:, 20], zcr) <= 1e-6
+        chroma = librosa.feature.chroma_stft(y=x[i], sr=SR, n_fft=1536,
+                                             hop_length=372, tuning=0.0).T
+        assert rel_err(f[:, 21:], chroma) <= 1e-4
+
+
+@pytest.mark.parametrize('scale,channels', [('db', 1), ('unit', 3)])
+def test_mel_image_matches_librosa(scale, channels):
+    cfg = stack_cfg('mel_image', image_scale=scale, channels=channels)
+    assert F.num_frames(3 * SR, cfg) == 128
+    lengths = np.array([48000, 30000, 20000, 5000])
+    x = padded_batch(lengths, 48000, seed=5)
+    feats, mask = jax.jit(F.make_frontend(cfg))(x, lengths)
+    assert feats.shape == (4, 128, 128, channels)
+    # Valid frames of the 2.5 s window that starts at 0.5 s.
+    win_len = np.clip(lengths - 8000, 0, 40000)
+    np.testing.assert_array_equal(mask, F.frame_mask(win_len, 128, 314))
+    assert not np.asarray(mask[3]).any()
+    for i in range(3):  # (the last one is silent in the window)
+        y = x[i, 8000:48000]
+        mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1536, hop_length=314,
+                                             n_mels=128)
+        ref = librosa.power_to_db(mel, ref=np.max).T
+        if scale == 'unit':
+            ref = (ref + 80.0) / 80.0
+        for c in range(channels):
+            np.testing.assert_allclose(feats[i, ..., c], ref, rtol=0,
+                                       atol=1e-4 * np.abs(ref).max())
+    if scale == 'db':
+        # (ref=max in float32: the peak itself may round to a hair above 0.)
+        assert float(feats.max()) <= 1e-5 and float(feats.min()) >= -80.0
+    with pytest.raises(ValueError):
+        F.make_frontend(stack_cfg('mel_image', hop_length=160))  # 251 frames
+    derived = F.make_frontend(stack_cfg('mel_image', hop_length=None))
+    assert derived.config['hop_length'] == 314
+
+
+def one_by_one_cases():
+    return [
+        ('logmel_deltas', dict()),
+        ('logmel_deltas', dict(delta_lengths=True, delta_width=9)),
+        ('mfcc', dict(num_frames=130)),
+        ('mfcc_zcr_chroma', dict(num_frames=129)),
+        ('mel_image', dict(channels=3)),
+    ]
+
+
+@pytest.mark.parametrize('name,kw', one_by_one_cases())
+def test_mixed_length_batch_equals_one_by_one(name, kw):
+    cfg = stack_cfg(name, **kw)
+    lengths = np.array([48000, 16001, 2000])
+    x = padded_batch(lengths, 48000, seed=11)
+    fn = jax.jit(F.make_frontend(cfg))
+    fb, mb = fn(x, lengths)
+    scale = max(float(jnp.abs(fb).max()), 1.0)
+    for i, ln in enumerate(lengths):
+        # Alone, at the batch's padded length ...
+        fi, mi = fn(x[i:i + 1], lengths[i:i + 1])
+        np.testing.assert_allclose(fb[i], fi[0], rtol=0, atol=1e-5 * scale)
+        np.testing.assert_array_equal(mb[i], mi[0])
+        # ... and alone at its own length (zero-padded inside as needed).
+        fo, mo = fn(x[i:i + 1, :ln], lengths[i:i + 1])
+        np.testing.assert_allclose(fb[i], fo[0], rtol=0, atol=1e-5 * scale)
+        np.testing.assert_array_equal(mb[i], mo[0])
+
+
+@pytest.mark.parametrize('width', [5, 9])
+@pytest.mark.parametrize('order', [1, 2])
+def test_delta_with_lengths_matches_librosa_per_example(width, order):
+    rng = np.random.default_rng(width + order)
+    x = rng.standard_normal((5, 40, 6)).astype(np.float32) + 3.0
+    lengths = np.array([40, 25, 9, 3, 0])
+    got = np.asarray(F.delta(x, width=width, order=order, lengths=lengths))
+    for i, ln in enumerate(lengths):
+        eff = max(int(ln), width)  # shorter than width: the fit sees padding
+        ref = librosa.feature.delta(x[i, :eff].T, width=width, order=order).T
+        assert rel_err(got[i, :ln], ref[:ln]) <= 1e-4 if ln else True
+        assert np.all(got[i, ln:] == 0.0)
+    # Full lengths == no lengths; librosa layout with a leading axis.
+    np.testing.assert_allclose(
+        F.delta(x, width=width, order=order, lengths=np.full(5, 40)),
+        F.delta(x, width=width, order=order), rtol=0, atol=1e-6)
+    xs = np.swapaxes(x, 1, 2)  # [B, F, T], time last
+    np.testing.assert_allclose(
+        np.swapaxes(F.delta(xs, width=width, order=order, axis=-1,
+                            lengths=np.broadcast_to(lengths[:, None], (5, 6))), 1, 2),
+        got, rtol=0, atol=1e-6)
+
+
+def test_logmel_deltas_delta_lengths_matches_librosa_unpadded():
+    cfg = default_cfg(delta_lengths=True)
+    ln = 25001  # 157 valid frames; librosa on y[:ln] also gives 1 + ln // 160
+    x = padded_batch([ln], 48000, seed=2)
+    feats, mask = F.make_frontend(cfg)(x, np.array([ln]))
+    t = int(mask.sum())
+    assert t == 1 + ln // HOP
+    lm = np.log(ref_melspec(x[0, :ln]) + 1e-6).T
+    for c, order in ((1, 1), (2, 2)):
+        ref = librosa.feature.delta(lm, width=5, order=order).T
+        np.testing.assert_allclose(feats[0, :t, :, c], ref, rtol=0, atol=LOG_ATOL)
+        assert np.all(np.asarray(feats[0, t:, :, c]) == 0.0)
+
+
+def test_registry_defaults_and_num_frames():
+    assert set(F.FRONTENDS) == {'logmel_deltas', 'mfcc', 'mfcc_zcr_chroma', 'mel_image'}
+    shapes = {}
+    x = jnp.zeros((2, 3 * SR))
+    for name in F.FRONTENDS:
+        cfg = stack_cfg(name)
+        # Extra fields (as train.py's segment settings) are ignored.
+        cfg.segment_seconds = 3.0
+        feats, mask = jax.eval_shape(F.make_frontend(cfg), x, jnp.array([48000, 100]))
+        shapes[name] = feats.shape
+        assert mask.shape == feats.shape[:2]
+        assert F.num_frames(3 * SR, cfg) == feats.shape[1]
+    assert shapes == {'logmel_deltas': (2, 300, 40, 3), 'mfcc': (2, 130, 40, 1),
+                      'mfcc_zcr_chroma': (2, 130, 33, 1),
+                      'mel_image': (2, 128, 128, 1)}
+    with pytest.raises(KeyError):
+        F.frontend_defaults('nope')
+
+
+@pytest.mark.parametrize('name', ['logmel_deltas', 'mel_image'])
+def test_cpu_chunking_same_values(name):
+    lengths = np.array([48000, 30000, 12000, 9000, 48000])
+    x = padded_batch(lengths, 48000, seed=4)
+    ref = jax.jit(F.make_frontend(stack_cfg(name, cpu_chunk=0)))
+    chunked = jax.jit(F.make_frontend(stack_cfg(name, cpu_chunk=2)))  # 3 chunks, 1 padded row
+    for ln in (lengths, None):
+        fa, ma = ref(x, ln)
+        fb, mb = chunked(x, ln)
+        np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-5 * float(jnp.abs(fa).max()))
+        np.testing.assert_array_equal(ma, mb)
+    assert 'while' in jax.jit(F.make_frontend(stack_cfg(name, cpu_chunk=2))).lower(
+        x, lengths).as_text()
+
+
+def test_stft_vmappable_and_sharding_friendly():
+    y = np.stack([noise(4000, 1), harmonic(4000, 2)])
+    a = jax.vmap(lambda r: F.stft(r, n_fft=N_FFT, hop_length=HOP))(jnp.asarray(y))
+    np.testing.assert_allclose(a, F.stft(y, n_fft=N_FFT, hop_length=HOP), atol=1e-6)
+
+
+_SHARDED = r'''
+import jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from ser_jax import features as F
+assert jax.device_count() == 2
+sh = NamedSharding(Mesh(np.array(jax.devices()), ('data',)), P('data'))
+x = np.random.default_rng(0).standard_normal((4, 48000)).astype(np.float32) * 0.1
+lengths = np.array([48000, 30000, 20000, 9000])
+for name in ('logmel_deltas', 'mfcc_zcr_chroma'):
+    fn = jax.jit(F.make_frontend({'name': name}))
+    xs, ls = jax.device_put(x, sh), jax.device_put(lengths, sh)
+    hlo = fn.lower(xs, ls).compile().as_text()
+    assert 'all-gather' not in hlo and 'all-to-all' not in hlo, name
+    feats, mask = fn(xs, ls)
+    assert len(feats.sharding.device_set) == 2
+    one = jax.jit(F.make_frontend({'name': name}), device=jax.devices()[0])
+    ref, rmask = one(x, lengths)
+    np.testing.assert_allclose(np.asarray(feats), np.asarray(ref), rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(mask, rmask)
+print('OK')
+'''
+
+
+def test_batch_sharded_over_devices_has_no_gather():
+    """Data parallel: the FFT stays split over the batch (no all-gather of the
+    frames), and the values equal one device's."""
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+    proc = subprocess.run([sys.executable, '-c', _SHARDED], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert 'OK' in proc.stdout

@@ -196,3 +196,35 @@ def test_bfloat16_compute_trains(data_dir):
   batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
   state, m = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
   assert np.isfinite(float(m['loss'])) and not bool(m['nonfinite'])
+
+
+def test_augmentation_changes_the_step_but_not_evaluation(data_dir):
+  base = _tiny(data_dir)
+  aug = _tiny(data_dir)
+  aug.augment = {'waveform': {'noise_snr_db': 10.0, 'gain_db': (-6.0, 6.0)},
+                 'features': {'time_masks': 2, 'time_mask_max_frames': 10,
+                              'freq_masks': 1, 'freq_mask_max_bins': 8}}
+  losses, probs = {}, {}
+  for name, config in (('base', base), ('aug', aug)):
+    exp = train.build_experiment(config)
+    state = train.create_train_state(exp, jax.random.key(0))
+    state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+    batch = sharding.shard_batch(
+        next(input_pipeline.eval_batches(exp.segments['validation'], 8)), exp.mesh)
+    probs[name] = np.asarray(train.make_eval_step(exp)(state, batch))
+    _, m = train.make_train_step(exp)(state, batch)
+    losses[name] = float(m['loss'])
+  assert losses['aug'] != losses['base']           # training sees augmented input
+  np.testing.assert_array_equal(probs['aug'], probs['base'])  # evaluation never does
+
+
+def test_offline_augmentation_multiplies_the_training_split(data_dir):
+  config = _tiny(data_dir)
+  plain = train.build_experiment(config)
+  config.augment = {'offline': {'noise_amplitude': 0.035, 'stretch_rate': 0.8,
+                                'pitch_steps': 0.7}}
+  exp = train.build_experiment(config)
+  n = len(plain.segments['train'].utterances)
+  assert len(exp.segments['train'].utterances) == 4 * n
+  assert len(exp.segments['test'].utterances) == len(plain.segments['test'].utterances)
+  assert any(p.endswith('#pitch') for p in exp.segments['train'].utterances.paths)

@@ -1,0 +1,215 @@
+"""The 173 statistics of Gomes et al.'s SVM, with librosa on the CPU, cached.
+
+Per waveform, the means over time of (columns in this order, `SLICES`):
+
+  mfcc      0:20     librosa.feature.mfcc(y, sr, n_mfcc=20)
+  mel      20:148    librosa.feature.melspectrogram(y, sr) (128 Mel, power)
+  chroma  148:160    librosa.feature.chroma_stft(S=|stft(y)|, sr) (librosa's
+                     per-file tuning estimate, as the paper's librosa calls)
+  contrast 160:167   librosa.feature.spectral_contrast(S=|stft(y)|, sr)
+  tonnetz 167:173    librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr)
+
+i.e. the common librosa recipe the paper follows ("means of each row ...
+173 attributes"), all with librosa's default STFT (n_fft 2048, hop 512), on
+the 2.5 s from 0.5 s of each recording (the paper's offset and duration).
+
+`svm_features(waveforms, sr)` -> float32 `[N, 173]`; results are cached on
+disk, one .npy per waveform, keyed by a SHA-256 of (audio bytes, dtype, shape,
+sample rate, parameters, version), under `cache_dir` (default
+`$SER_JAX_CACHE/svm_features` or `~/.cache/ser_jax/svm_features`; pass
+`cache_dir=False` to disable). Uncached waveforms are computed in parallel
+over `num_workers` processes (spawned, so safe with JAX in the parent; as for
+any spawned pool, a calling script needs the `if __name__ == '__main__':`
+guard) when there are enough of them (64) to pay for the workers' start-up
+(~2 s). The median filters of the HPSS (half the time) hold the GIL, so
+threads would not help.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+NUM_FEATURES = 173
+SLICES = {
+    'mfcc': slice(0, 20),
+    'mel': slice(20, 148),
+    'chroma': slice(148, 160),
+    'contrast': slice(160, 167),
+    'tonnetz': slice(167, 173),
+}
+DEFAULTS = dict(
+    offset_seconds=0.5,     # librosa.load(offset=0.5, duration=2.5) in the paper
+    duration_seconds=2.5,   # None: to the end
+    n_mfcc=20,
+    n_mels=128,
+    n_fft=2048,
+    hop_length=512,
+    harmonic_tonnetz=True,  # tonnetz of the harmonic part (HPSS), as the recipe
+)
+_VERSION = 1
+# Below this many uncached waveforms (~0.1 s each), spawning workers (~3 s) does not pay.
+_MIN_PARALLEL = 64
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get('SER_JAX_CACHE')
+    base = Path(root) if root else Path.home() / '.cache' / 'ser_jax'
+    return base / 'svm_features'
+
+
+def _params(overrides: dict) -> dict:
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f'unknown svm_features parameters: {sorted(unknown)}')
+    p = dict(DEFAULTS)
+    p.update(overrides)
+    return p
+
+
+def cache_key(y: np.ndarray, sr: int, params: dict) -> str:
+    """SHA-256 hex of the raw audio (bytes, dtype, shape), sr and parameters."""
+    y = np.ascontiguousarray(y)
+    h = hashlib.sha256()
+    h.update(json.dumps({'v': _VERSION, 'sr': int(sr), 'dtype': y.dtype.str,
+                         'shape': list(y.shape), 'params': params},
+                        sort_keys=True).encode())
+    h.update(y.tobytes())
+    return h.hexdigest()
+
+
+def _to_float(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype == np.int16:
+        return y.astype(np.float32) / 32768.0
+    if np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f'integer audio must be int16, got {y.dtype}')
+    return y.astype(np.float32)
+
+
+def feature_vector(y: np.ndarray, sr: int, **overrides) -> np.ndarray:
+    """The statistics of one waveform (int16 or float), float32 `[173]`
+    (`n_mfcc + n_mels + 25` with other sizes)."""
+    import librosa
+
+    p = _params(overrides)
+    y = _to_float(y)
+    if y.ndim != 1:
+        raise ValueError(f'waveform must be 1-D, got {y.shape}')
+    start = int(round(p['offset_seconds'] * sr))
+    y = y[start:]
+    if p['duration_seconds'] is not None:
+        y = y[:int(round(p['duration_seconds'] * sr))]
+    n_fft, hop = int(p['n_fft']), int(p['hop_length'])
+    if len(y) < n_fft:  # too short (or past its end): zero-pad to one window
+        y = np.pad(y, (0, n_fft - len(y)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # e.g. tuning estimate on silence
+        mag = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
+        mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=int(p['n_mfcc']),
+                                    n_fft=n_fft, hop_length=hop,
+                                    n_mels=int(p['n_mels']))
+        mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
+                                             hop_length=hop, n_mels=int(p['n_mels']))
+        chroma = librosa.feature.chroma_stft(S=mag, sr=sr, n_fft=n_fft,
+                                             hop_length=hop)
+        contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=n_fft,
+                                                     hop_length=hop)
+        harm = librosa.effects.harmonic(y) if p['harmonic_tonnetz'] else y
+        tonnetz = librosa.feature.tonnetz(y=harm, sr=sr)
+    parts = [mfcc, mel, chroma, contrast, tonnetz]
+    vec = np.concatenate([np.mean(a, axis=1) for a in parts])
+    return np.nan_to_num(vec).astype(np.float32)
+
+
+def _work(args):
+    y, sr, params = args
+    return feature_vector(y, sr, **params)
+
+
+def _parallel(jobs: list, num_workers: int) -> Optional[list]:
+    """Runs jobs in spawned worker processes; None if the pool breaks (e.g.
+    a script without an `if __name__ == '__main__':` guard)."""
+    ctx = multiprocessing.get_context('spawn')
+    chunk = max(1, len(jobs) // (8 * num_workers))
+    try:
+        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as ex:
+            return list(ex.map(_work, jobs, chunksize=chunk))
+    except concurrent.futures.process.BrokenProcessPool:
+        warnings.warn('svm_features: worker processes failed; computing serially '
+                      "(call from under `if __name__ == '__main__':`)")
+        return None
+
+
+def _load(path: Path) -> Optional[np.ndarray]:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _save(path: Path, vec: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.save(f, vec, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def svm_features(waveforms: Sequence[np.ndarray], sr: int, *,
+                 cache_dir: Union[str, os.PathLike, None, bool] = None,
+                 num_workers: int = 2, **overrides) -> np.ndarray:
+    """float32 `[N, 173]` statistics of N waveforms (int16 or float, 1-D).
+
+    Args:
+      waveforms: the recordings (any lengths).
+      sr: their sample rate.
+      cache_dir: directory of the on-disk cache (None: `default_cache_dir()`;
+        False: no cache).
+      num_workers: processes for the uncached waveforms (1: in this process).
+      **overrides: fields of `DEFAULTS` (offset_seconds, duration_seconds,
+        n_mfcc, n_mels, n_fft, hop_length, harmonic_tonnetz).
+    """
+    params = _params(overrides)
+    n_out = int(params['n_mfcc']) + int(params['n_mels']) + 25
+    out = np.zeros((len(waveforms), n_out), np.float32)
+    if cache_dir is False:
+        root = None
+    else:
+        root = Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
+    todo, paths = [], {}
+    for i, y in enumerate(waveforms):
+        if root is not None:
+            key = cache_key(np.asarray(y), sr, params)
+            path = root / key[:2] / f'{key}.npy'
+            vec = _load(path) if path.exists() else None
+            if vec is not None and vec.shape == (n_out,):
+                out[i] = vec
+                continue
+            paths[i] = path
+        todo.append(i)
+    if todo:
+        jobs = [(np.asarray(waveforms[i]), int(sr), params) for i in todo]
+        vecs = None
+        if num_workers > 1 and len(todo) >= _MIN_PARALLEL:
+            vecs = _parallel(jobs, num_workers)
+        if vecs is None:
+            vecs = [_work(j) for j in jobs]
+        for i, vec in zip(todo, vecs):
+            out[i] = vec
+            if i in paths:
+                _save(paths[i], vec)
+    return out

@@ -1,0 +1,83 @@
+"""ser_jax.svm_features: the 173 Gomes SVM statistics (librosa) and their cache."""
+
+import time
+
+import librosa
+import numpy as np
+import pytest
+
+from ser_jax import svm_features as S
+
+SR = 16000
+
+
+def clips(n=3, seconds=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    out = []
+    for i in range(n):
+        y = 0.3 * np.sin(2 * np.pi * (180 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+        y = y + 0.02 * rng.standard_normal(len(t))
+        out.append((y * 12000).astype(np.int16))
+    return out
+
+
+def test_shape_columns_and_spot_checks(tmp_path):
+    ws = clips()
+    feats = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=1)
+    assert feats.shape == (3, S.NUM_FEATURES) and feats.dtype == np.float32
+    assert sum(s.stop - s.start for s in S.SLICES.values()) == 173
+    assert np.isfinite(feats).all()
+    # Direct librosa calls on the paper's window: 2.5 s from 0.5 s (here to the end).
+    y = ws[1].astype(np.float32)[SR // 2:] / 32768.0
+    mfcc = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20).mean(axis=1)
+    mel = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
+    mag = np.abs(librosa.stft(y))
+    contrast = librosa.feature.spectral_contrast(S=mag, sr=SR).mean(axis=1)
+    np.testing.assert_allclose(feats[1, S.SLICES['mfcc']], mfcc, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(feats[1, S.SLICES['mel']], mel, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(feats[1, S.SLICES['contrast']], contrast, rtol=1e-5)
+    # Chroma peaks at the tone's pitch class (220 Hz = A).
+    assert np.argmax(feats[1, S.SLICES['chroma']]) == librosa.note_to_midi('A3') % 12
+    # int16 and the same float waveform agree; a float vector equals feature_vector.
+    f = S.svm_features([ws[1].astype(np.float32) / 32768.0], SR, cache_dir=False)
+    np.testing.assert_array_equal(f[0], feats[1])
+    np.testing.assert_array_equal(S.feature_vector(ws[1], SR), feats[1])
+
+
+def test_cache_hit_is_identical_and_faster(tmp_path):
+    ws = clips(n=2, seed=1)
+    t0 = time.perf_counter()
+    a = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=1)
+    cold = time.perf_counter() - t0
+    files = sorted(tmp_path.rglob('*.npy'))
+    assert len(files) == 2
+    t0 = time.perf_counter()
+    b = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=1)
+    warm = time.perf_counter() - t0
+    np.testing.assert_array_equal(a, b)
+    assert warm < cold / 5, (warm, cold)
+    # Keys depend on audio, sample rate and parameters.
+    k = S.cache_key(ws[0], SR, S._params({}))
+    assert k != S.cache_key(ws[0], 22050, S._params({}))
+    assert k != S.cache_key(ws[0], SR, S._params({'offset_seconds': 0.0}))
+    assert k != S.cache_key(ws[0].astype(np.float32), SR, S._params({}))
+    c = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=1, offset_seconds=0.0)
+    assert len(list(tmp_path.rglob('*.npy'))) == 4
+    assert not np.array_equal(a, c)
+    # A corrupt cache file is recomputed.
+    files[0].write_bytes(b'garbage')
+    np.testing.assert_array_equal(S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=1), a)
+    with pytest.raises(TypeError):
+        S.svm_features(ws, SR, cache_dir=False, n_chroma=24)
+
+
+def test_short_and_parallel(tmp_path, monkeypatch):
+    short = [np.zeros(100, np.int16), (np.ones(9000) * 0.1).astype(np.float32)]
+    f = S.svm_features(short, SR, cache_dir=False)
+    assert f.shape == (2, 173) and np.isfinite(f).all()
+    ws = clips(n=4, seconds=1.0, seed=2)
+    serial = S.svm_features(ws, SR, cache_dir=False, num_workers=1)
+    monkeypatch.setattr(S, '_MIN_PARALLEL', 2)
+    par = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=2)
+    np.testing.assert_allclose(par, serial, rtol=1e-6, atol=1e-7)
