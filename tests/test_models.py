@@ -25,7 +25,7 @@ def test_paper_size_parameter_count():
   assert _count(_init(model)) == 9_520_348
 
 
-@pytest.mark.parametrize('name', models.names())
+@pytest.mark.parametrize('name', ('selfattn_gender', 'attention_gender'))
 def test_output_shapes(name):
   config = selfattn_gender.get_config('tiny')
   cfg = ml_collections.ConfigDict(config.model.to_dict())
@@ -40,7 +40,7 @@ def test_output_shapes(name):
   assert bool(jnp.isfinite(logits).all())
 
 
-@pytest.mark.parametrize('name', models.names())
+@pytest.mark.parametrize('name', ('selfattn_gender', 'attention_gender'))
 def test_padded_frames_do_not_change_the_output(name):
   config = selfattn_gender.get_config('tiny')
   cfg = ml_collections.ConfigDict(config.model.to_dict())

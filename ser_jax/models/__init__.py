@@ -10,11 +10,19 @@ import functools
 
 import jax.numpy as jnp
 
+from ser_jax.models import cnn1d_lstm
+from ser_jax.models import cnn2d_bilstm
+from ser_jax.models import cnn_melspec
 from ser_jax.models import crnn
+from ser_jax.models import vgg16
 
 _REGISTRY = {
     'selfattn_gender': functools.partial(crnn.ConvBiLSTMAttention, pooling='self_attention'),
     'attention_gender': functools.partial(crnn.ConvBiLSTMAttention, pooling='additive'),
+    'cnn1d_lstm': cnn1d_lstm.CNN1DLSTM,            # Ranjan et al.
+    'cnn2d_bilstm': cnn2d_bilstm.CNN2DBiLSTM,      # Sen et al.
+    'cnn_melspec': cnn_melspec.CNNMelSpec,         # Gomes et al., custom CNN
+    'vgg16_transfer': vgg16.VGG16Transfer,         # Gomes et al., VGG16 transfer
 }
 
 

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ser_jax.models import heads
+
 
 def _masked_mean(x, mask):
   """Mean of x [B, T, D] over the valid frames of mask [B, T]."""
@@ -111,9 +113,7 @@ class ConvBiLSTMAttention(nn.Module):
       x = AdditiveAttentionPool(self.attention_dim, dtype=self.dtype, name='attention')(x, mask)
     else:
       raise ValueError(f'unknown pooling {self.pooling!r}')
-    if self.use_gender:
-      g = nn.Embed(2, self.gender_embed_dim, name='gender_embedding')(gender)
-      g = nn.relu(nn.Dense(self.gender_units, dtype=self.dtype, name='gender_dense')(g))
-      x = jnp.concatenate([x, g.astype(x.dtype)], axis=-1)
-    x = nn.relu(nn.Dense(self.hidden_units, dtype=self.dtype, name='hidden')(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(x).astype(jnp.float32)
+    return heads.classifier(
+        x, gender, self.num_classes, use_gender=self.use_gender,
+        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
+        hidden_units=self.hidden_units, train=train, dtype=self.dtype)

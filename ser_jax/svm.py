@@ -1,0 +1,326 @@
+"""Gomes et al.'s traditional system: 173 statistics → StandardScaler → RBF SVM.
+
+`train_and_evaluate(config, workdir)` is the `trainer='svm'` counterpart of
+`ser_jax.train.train_and_evaluate`: the same corpus loading and protocol
+split, the same report dicts (`metrics.report` + per-utterance predictions),
+`results.json`, `splits.json` and run reports in the workdir, so protocols
+and summaries treat it like the neural systems.
+
+Per utterance: the 173 means over time of `ser_jax.svm_features` (cached on
+disk). With `config.svm.augment`, every TRAINING utterance also gives the
+variants of `augment.offline_augment` (noise, time stretch, pitch shift:
+×4 data, the paper's C=100 setting); validation and test utterances are never
+augmented. (The paper augmented before its 5-fold split, so variants of its
+test files were in training: its 76.1 % is optimistic; ours is not.)
+
+Model selection: with `config.svm.c_grid` each C is fitted on the training
+split and the one with the best validation UAR (or `selection.metric`
+'val_wa') is kept; otherwise `config.svm.C`. With `refit_on_validation`
+the chosen C is then refitted on training + validation (the paper's 80 %
+training folds) for the test report; the validation report always comes from
+the fit on the training split alone.
+
+Posteriors: `probability=True` calibrates the SVM with Platt scaling
+(scikit-learn's CalibratedClassifierCV, 5-fold: ~5× the fitting time; then
+the validation/test 'loss' is the cross-entropy of the utterance
+posteriors); by default they are the softmax of the one-vs-rest decision
+values (`break_ties=True`, so their argmax is the prediction) and 'loss' is
+NaN. The fitted pipeline is saved as `WORKDIR/svm_model.joblib`
+(`load_model`, `predict_waveforms`).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ser_jax import svm_features as svm_features_lib
+
+MODEL_FILE = 'svm_model.joblib'
+_AUG_VERSION = 1
+_MIN_PARALLEL = 16   # augmenting a file takes ~0.3 s; a spawned worker starts in ~3 s
+
+
+# ---------------------------------------------------------------------------
+# Features.
+
+def feature_params(features_cfg) -> dict:
+  """The `svm_features` parameters named in the config's `features` block."""
+  return {k: features_cfg[k] for k in svm_features_lib.DEFAULTS if k in features_cfg}
+
+
+def _num_workers(cfg) -> int:
+  n = int(cfg.get('num_workers', 0) or 0)
+  return n if n > 0 else max(1, os.cpu_count() or 1)
+
+
+def _cache_root(cfg):
+  """(statistics cache dir or False, augmented-statistics cache dir or None)."""
+  cache = cfg.get('cache_dir')
+  if cache is False or cache == '':
+    return False, None
+  root = Path(os.path.expanduser(cache)) if cache else svm_features_lib.default_cache_dir().parent
+  return root / 'svm_features', root / 'svm_augmented'
+
+
+def _aug_key(y: np.ndarray, sr: int, aug_cfg: dict, seed: int, params: dict) -> str:
+  h = hashlib.sha256()
+  h.update(json.dumps({'v': _AUG_VERSION, 'sr': int(sr), 'aug': aug_cfg, 'seed': int(seed),
+                       'params': params, 'dtype': y.dtype.str, 'shape': list(y.shape)},
+                      sort_keys=True, default=str).encode())
+  h.update(np.ascontiguousarray(y).tobytes())
+  return h.hexdigest()
+
+
+def _augmented_vectors(args) -> np.ndarray:
+  """Statistics [k, 173] of the offline-augmentation variants of one waveform
+  (the 'original' variant excluded: it is the utterance's own vector)."""
+  y, sr, aug_cfg, seed, params = args
+  from ser_jax import augment  # pylint: disable=g-import-not-at-top
+  variants = [z for name, z in augment.offline_augment([y], sr, aug_cfg, seed=seed)
+              if name != 'original']
+  if not variants:
+    return np.zeros((0, svm_features_lib.NUM_FEATURES), np.float32)
+  return np.stack([svm_features_lib.feature_vector(z, sr, **params) for z in variants])
+
+
+def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dict,
+                       cache_dir=None, num_workers: int = 1) -> list[np.ndarray]:
+  """Per waveform, the statistics of its augmented variants [k, 173].
+
+  Each waveform's noise is seeded from (seed, its audio), so a file gets the
+  same variants whichever split or fold it is in, and they are cached on disk.
+  """
+  aug_cfg = {k: v for k, v in aug_cfg.items() if k != 'include_original'}
+  aug_cfg['include_original'] = False
+  out, todo, paths, jobs = [None] * len(waveforms), [], {}, []
+  for i, y in enumerate(waveforms):
+    y = np.asarray(y)
+    file_seed = int(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:8], 16)
+    file_seed = (file_seed + 1_000_003 * int(seed)) % (2 ** 32)
+    if cache_dir:
+      key = _aug_key(y, sr, aug_cfg, file_seed, params)
+      path = Path(cache_dir) / key[:2] / f'{key}.npy'
+      if path.exists():
+        try:
+          out[i] = np.load(path, allow_pickle=False)
+          continue
+        except (OSError, ValueError):
+          pass
+      paths[i] = path
+    todo.append(i)
+    jobs.append((y, int(sr), aug_cfg, file_seed, params))
+  if todo:
+    t0 = time.time()
+    vecs = None
+    if num_workers > 1 and len(todo) >= _MIN_PARALLEL:
+      try:
+        ctx = multiprocessing.get_context('spawn')
+        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as ex:
+          vecs = list(ex.map(_augmented_vectors, jobs,
+                             chunksize=max(1, len(jobs) // (8 * num_workers))))
+      except concurrent.futures.process.BrokenProcessPool:
+        logging.warning('svm: augmentation workers failed; augmenting serially.')
+    if vecs is None:
+      vecs = [_augmented_vectors(j) for j in jobs]
+    for i, v in zip(todo, vecs):
+      out[i] = v
+      if i in paths:
+        paths[i].parent.mkdir(parents=True, exist_ok=True)
+        tmp = paths[i].with_suffix(f'.{os.getpid()}.tmp')
+        with open(tmp, 'wb') as f:
+          np.save(f, v, allow_pickle=False)
+        os.replace(tmp, paths[i])
+    logging.info('svm: augmented %d training files in %.1fs.', len(todo), time.time() - t0)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Fitting and reporting.
+
+def make_classifier(svm_cfg, C: float, seed: int = 0):
+  """StandardScaler → SVC (→ Platt-calibrated with `probability`), unfitted."""
+  from sklearn import calibration, pipeline, preprocessing, svm  # pylint: disable=g-import-not-at-top
+  class_weight = svm_cfg.get('class_weight') or None
+  clf = svm.SVC(C=float(C), kernel=svm_cfg.get('kernel', 'rbf'),
+                gamma=svm_cfg.get('gamma', 'scale'), decision_function_shape='ovr',
+                break_ties=True, class_weight=class_weight,
+                cache_size=float(svm_cfg.get('cache_size_mb', 1000)), random_state=int(seed))
+  if svm_cfg.get('probability'):
+    # What SVC(probability=True) did before scikit-learn 1.9 deprecated it.
+    clf = calibration.CalibratedClassifierCV(clf, method='sigmoid', ensemble=False)
+  return pipeline.make_pipeline(preprocessing.StandardScaler(), clf)
+
+
+def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
+  """([N, num_classes] posteriors, whether they are calibrated probabilities)."""
+  from sklearn import calibration  # pylint: disable=g-import-not-at-top
+  classes = clf.classes_
+  if isinstance(clf[-1], calibration.CalibratedClassifierCV):
+    p, calibrated = clf.predict_proba(x), True
+  else:
+    d = clf.decision_function(x)
+    if d.ndim == 1:                 # two classes: one decision value
+      d = np.stack([-d, d], axis=1)
+    d = d - d.max(axis=1, keepdims=True)
+    p, calibrated = np.exp(d) / np.exp(d).sum(axis=1, keepdims=True), False
+  out = np.zeros((len(x), num_classes), np.float64)
+  out[:, classes] = p               # classes absent from training get 0
+  return out, calibrated
+
+
+def split_report(clf, x, utts, class_names, aggregation: str) -> dict:
+  from ser_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  probs, calibrated = posteriors(clf, x, len(class_names))
+  pred = probs.argmax(axis=1)
+  report = metrics_lib.report(utts.labels, pred, class_names)
+  report['loss'] = float(-np.log(np.maximum(
+      probs[np.arange(len(probs)), utts.labels], 1e-12)).mean()) if calibrated else float('nan')
+  report['aggregation'] = aggregation
+  report['num_segments'] = int(len(utts))       # one statistics vector per utterance
+  report['predictions'] = [
+      {'path': str(p), 'speaker': str(s), 'label': class_names[int(t)],
+       'predicted': class_names[int(y)], 'probabilities': [round(float(v), 5) for v in pr]}
+      for p, s, t, y, pr in zip(utts.paths, utts.speakers, utts.labels, pred, probs)]
+  return report
+
+
+def _score(report: dict, metric: str) -> float:
+  return report['wa'] if metric == 'val_wa' else report['uar']
+
+
+def _write_json(path, obj):
+  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  evaluate_lib.write_json(path, obj)
+
+
+def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
+  """Fits the SVM of one fold in `workdir`; returns the results dict of the
+  neural trainer ('validation', 'test', 'speakers', 'checkpoint_step' = 0,
+  plus 'svm': the chosen C, the grid's validation scores, sizes, timings)."""
+  del mesh  # CPU only
+  import joblib  # pylint: disable=g-import-not-at-top
+  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from ser_jax import reports  # pylint: disable=g-import-not-at-top
+
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  scfg = config.svm
+  class_names = tuple(config.data.classes)
+  utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
+  parts, speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
+  logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.get('fold'),
+               input_pipeline.describe(parts, class_names))
+  _write_json(os.path.join(workdir, 'splits.json'), {
+      'protocol': config.protocol.to_dict(), 'corpus': config.data.name,
+      'classes': list(class_names), 'speakers': speakers,
+      'utterances': {k: sorted(map(str, u.paths)) for k, u in parts.items()}})
+
+  # Statistics of every utterance (one call, so that it parallelises).
+  sr = int(config.features.get('sample_rate', 16_000))
+  params = feature_params(config.features)
+  stats_cache, aug_cache = _cache_root(scfg)
+  workers = _num_workers(scfg)
+  t0 = time.time()
+  names = ('train', 'validation', 'test')
+  everything = [a for n in names for a in parts[n].audio]
+  stats = svm_features_lib.svm_features(everything, sr, cache_dir=stats_cache,
+                                        num_workers=workers, **params)
+  bounds = np.cumsum([0] + [len(parts[n]) for n in names])
+  x = {n: stats[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)}
+  y = {n: np.asarray(parts[n].labels) for n in names}
+  timings = {'features_s': round(time.time() - t0, 2)}
+  logging.info('svm: statistics of %d utterances in %.1fs.', len(everything),
+               timings['features_s'])
+
+  def training_set(split_names):
+    xs = [x[n] for n in split_names]
+    ys = [y[n] for n in split_names]
+    if scfg.get('augment'):
+      aug = scfg.get('augmentation') or {}
+      aug_cfg = dict(aug.to_dict() if hasattr(aug, 'to_dict') else aug)
+      t = time.time()
+      for n in split_names:
+        extra = augmented_features(parts[n].audio, sr, aug_cfg, config.seed, params,
+                                   cache_dir=aug_cache, num_workers=workers)
+        xs += [v for v in extra if len(v)]
+        ys += [np.full(len(v), label) for v, label in zip(extra, y[n]) if len(v)]
+      timings['augment_s'] = round(timings.get('augment_s', 0) + time.time() - t, 2)
+    return np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.int64)
+
+  x_train, y_train = training_set(('train',))
+  metric = (config.get('selection') or {}).get('metric', 'val_uar')
+  grid = [float(c) for c in (scfg.get('c_grid') or ())] or [float(scfg.C)]
+  t0 = time.time()
+  best = None
+  grid_scores = {}
+  for c in grid:
+    clf = make_classifier(scfg, c, config.seed).fit(x_train, y_train)
+    val = split_report(clf, x['validation'], parts['validation'], class_names,
+                       config.get('aggregation', 'mean'))
+    grid_scores[str(c)] = {'val_uar': val['uar'], 'val_wa': val['wa']}
+    logging.info('svm: C=%g  validation UAR %.4f  WA %.4f', c, val['uar'], val['wa'])
+    if best is None or _score(val, metric) > _score(best[1], metric):
+      best = (c, val, clf)
+  best_c, val_report, clf = best
+  timings['fit_s'] = round(time.time() - t0, 2)
+  refit = bool(scfg.get('refit_on_validation'))
+  if refit:
+    t0 = time.time()
+    x_refit, y_refit = training_set(('train', 'validation'))
+    clf = make_classifier(scfg, best_c, config.seed).fit(x_refit, y_refit)
+    timings['refit_s'] = round(time.time() - t0, 2)
+  test_report = split_report(clf, x['test'], parts['test'], class_names,
+                             config.get('aggregation', 'mean'))
+  joblib.dump({'pipeline': clf, 'classes': list(class_names), 'C': best_c,
+               'feature_params': params, 'sample_rate': sr},
+              os.path.join(workdir, MODEL_FILE))
+
+  results = {
+      'checkpoint_step': 0, 'speakers': speakers,
+      'validation': val_report, 'test': test_report,
+      'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
+              'augmented': bool(scfg.get('augment')), 'refit_on_validation': refit,
+              'num_train_vectors': int(len(x_train)), 'timings': timings},
+  }
+  for split in ('validation', 'test'):
+    print(evaluate_lib.format_report(f'{split} (speakers {speakers[split]})', results[split]),
+          flush=True)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)   # no learning curve to draw
+    reports.write_run_reports(workdir, results, [])
+  # Written last: its presence marks a finished run (protocols skip it).
+  _write_json(os.path.join(workdir, 'results.json'), results)
+  return results
+
+
+# ---------------------------------------------------------------------------
+# Reuse of a fitted model.
+
+def load_model(workdir: str) -> dict:
+  """{'pipeline', 'classes', 'C', 'feature_params', 'sample_rate'} of a finished run."""
+  import joblib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, MODEL_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no fitted SVM in {workdir} ({MODEL_FILE}); train it first')
+  return joblib.load(path)
+
+
+def predict_waveforms(workdir: str, waveforms, cache_dir=False) -> np.ndarray:
+  """Posteriors [N, K] of 16 kHz waveforms (int16 or float) with a run's SVM."""
+  model = load_model(workdir)
+  x = svm_features_lib.svm_features(list(waveforms), model['sample_rate'],
+                                    cache_dir=cache_dir, num_workers=1,
+                                    **model['feature_params'])
+  return posteriors(model['pipeline'], x.astype(np.float64), len(model['classes']))[0]
