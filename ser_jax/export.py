@@ -43,6 +43,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   hop = int(round(config.features.segment_hop_seconds * sr))
   classes = list(exp.class_names)
   aggregation = config.aggregation
+  max_segments = int(config.features.get('max_segments', 0) or 0)
 
   def segment_probs(p, audio, lengths, gender):
     feats, mask = exp.frontend(audio, lengths)
@@ -65,7 +66,10 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   def utterance(waveform, gender):
     n = tf.shape(waveform)[0]
     count = 1 + tf.maximum(0, (n - seg_len + hop - 1) // hop)
-    padded = tf.pad(waveform, [[0, (count - 1) * hop + seg_len - n]])
+    if max_segments > 0:
+      count = tf.minimum(count, max_segments)
+    padded = tf.pad(waveform, [[0, tf.maximum(0, (count - 1) * hop + seg_len - n)]])[
+        :(count - 1) * hop + seg_len]
     audio = tf.signal.frame(padded, seg_len, hop)
     lengths = tf.clip_by_value(n - tf.range(count) * hop, 0, seg_len)
 

@@ -253,16 +253,20 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int) -> Utter
                     np.asarray([f'{p}#{n}' for p in utts.paths for n in names]))
 
 
-def segment(utts: Utterances, segment_samples: int, hop_samples: int) -> Segments:
+def segment(utts: Utterances, segment_samples: int, hop_samples: int,
+            max_segments: int = 0) -> Segments:
   """Cuts each utterance into segments; the tail is zero-padded.
 
   An utterance shorter than one segment gives one padded segment (never
   dropped); a longer one gives 1 + ceil((n - segment) / hop) segments, the last
-  covering the end.
+  covering the end. `max_segments` > 0 keeps only the first ones (1: the first
+  3 s of every file, as Sen et al. and Gomes et al. do).
   """
   if segment_samples <= 0 or hop_samples <= 0:
     raise ValueError('segment and hop lengths must be positive')
   counts = [1 + max(0, -(-(len(a) - segment_samples) // hop_samples)) for a in utts.audio]
+  if max_segments and max_segments > 0:
+    counts = [min(c, int(max_segments)) for c in counts]
   total = int(np.sum(counts))
   audio = np.zeros((total, segment_samples), np.int16)
   lengths = np.zeros(total, np.int32)

@@ -76,7 +76,7 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
     for g in genders:
       utts = input_pipeline.Utterances([audio], np.zeros(1, np.int32), np.full(1, g, np.int32),
                                        np.asarray(['?']), np.asarray([path]))
-      seg = input_pipeline.segment(utts, seg_len, hop)
+      seg = input_pipeline.segment(utts, seg_len, hop, config.features.get('max_segments', 0))
       p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
       probs.append(evaluate_lib.aggregate(p, seg.utterance, 1, config.aggregation)[0])
     probs = np.mean(probs, axis=0)

@@ -111,7 +111,8 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
                  config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
     seg_len = segment_samples(config)
     hop = int(round(config.features.segment_hop_seconds * config.features.sample_rate))
-    exp.segments = {name: input_pipeline.segment(u, seg_len, hop)
+    exp.segments = {name: input_pipeline.segment(u, seg_len, hop,
+                                                 config.features.get('max_segments', 0))
                     for name, u in parts.items()}
   return exp
 

@@ -128,3 +128,10 @@ def test_group_split_with_too_few_speakers():
   labels, speakers = _corpus(n_speakers=2)
   with pytest.raises(ValueError, match='speaker-disjoint'):
     splits.utterance_split(labels, speakers, _protocol(name='group_split', fold=0))
+
+
+def test_segment_max_segments_keeps_the_first():
+  seg = input_pipeline.segment(_utts([3, 10, 11]), segment_samples=5, hop_samples=5,
+                               max_segments=1)
+  np.testing.assert_array_equal(seg.utterance, [0, 1, 2])
+  np.testing.assert_array_equal(seg.audio[2], [201, 202, 203, 204, 205])
