@@ -102,7 +102,7 @@ def test_paper_input_shapes():
 def test_config_fields_are_known(name):
   config = get_config(name)
   known = set(features_lib.frontend_defaults(config.features.name))
-  known |= {'name', 'segment_seconds', 'segment_hop_seconds', 'num_frames'}
+  known |= {'name', 'segment_seconds', 'segment_hop_seconds', 'num_frames', 'max_segments'}
   assert set(config.features) <= known, set(config.features) - known
   for arg in ('synthetic', 'tiny'):
     assert get_config(name, arg).data.name == 'ser_synthetic'
