@@ -32,6 +32,22 @@ def data(name: str, classes=EIGHT_EMOTIONS) -> ml_collections.ConfigDict:
   ))
 
 
+def augment() -> ml_collections.ConfigDict:
+  """Augmentation fields (ser_jax/augment.py), all off; e.g.
+  `--config.augment.waveform.noise_snr_db=20`, `--config.augment.features.time_masks=2`,
+  `--config.augment.offline.enabled=True` (Gomes ×4, training split only)."""
+  from ser_jax import augment as augment_lib  # pylint: disable=g-import-not-at-top
+
+  def fields(defaults):  # None (off) becomes an overridable placeholder
+    return {k: config_dict.placeholder(object) if v is None else v for k, v in defaults.items()}
+
+  return ml_collections.ConfigDict({
+      'waveform': fields(augment_lib.WAVEFORM_DEFAULTS),
+      'features': fields(augment_lib.FEATURE_DEFAULTS),
+      'offline': dict(enabled=False, **fields(augment_lib.OFFLINE_DEFAULTS)),
+  })
+
+
 def base() -> ml_collections.ConfigDict:
   """Training fields every neural config sets (each overrides what its paper says)."""
   c = ml_collections.ConfigDict()
@@ -52,6 +68,7 @@ def base() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_keep = 2
   c.checkpoint_every_steps = 0
+  c.augment = augment()
   return c
 
 

@@ -16,6 +16,8 @@ Config argument (`--config=configs/selfattn_gender.py:ARG`):
 import ml_collections
 from ml_collections import config_dict
 
+from configs import common
+
 
 def get_config(arg: str = 'iemocap'):
   c = ml_collections.ConfigDict()
@@ -71,6 +73,7 @@ def get_config(arg: str = 'iemocap'):
   c.log_every_steps = 50
   c.checkpoint_keep = 2           # the last K checkpoints, plus the best one
   c.checkpoint_every_steps = 0    # 0: only at evaluations (and on SIGTERM)
+  c.augment = common.augment()    # all off (the paper uses none)
 
   if arg == 'iemocap':
     pass

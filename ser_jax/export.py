@@ -20,7 +20,6 @@ import json
 import os
 
 import jax
-import numpy as np
 
 from ser_jax import features as features_lib
 from ser_jax import predict as predict_lib
@@ -95,7 +94,3 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
     json.dump(info, f, indent=1)
   return info
 
-
-def waveform_for_export(path: str, sample_rate: int) -> np.ndarray:
-  """The float32 waveform the SavedModel expects, from any audio file."""
-  return predict_lib.load_audio(path, sample_rate).astype(np.float32) / 32768.0

@@ -84,6 +84,3 @@ def initialize_distributed(coordinator_address: str | None = None,
     return True
   return False
 
-
-def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, replicated(mesh))

@@ -104,7 +104,7 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
     utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
     parts, exp.speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
     offline = (config.get('augment') or {}).get('offline')
-    if offline:  # the training split only
+    if offline and offline.get('enabled', True):  # the training split only
       parts['train'] = input_pipeline.augment_offline(
           parts['train'], offline, config.seed, config.features.sample_rate)
     logging.info('Protocol %s fold %s:\n%s', config.protocol.name,

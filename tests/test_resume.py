@@ -228,3 +228,22 @@ def test_offline_augmentation_multiplies_the_training_split(data_dir):
   assert len(exp.segments['train'].utterances) == 4 * n
   assert len(exp.segments['test'].utterances) == len(plain.segments['test'].utterances)
   assert any(p.endswith('#pitch') for p in exp.segments['train'].utterances.paths)
+
+
+def test_default_augment_block_is_off(data_dir):
+  with_block = _tiny(data_dir)
+  assert not with_block.augment.offline.enabled
+  without = _tiny(data_dir)
+  without.augment = None
+  out = {}
+  for name, config in (('block', with_block), ('none', without)):
+    exp = train.build_experiment(config)
+    state = train.create_train_state(exp, jax.random.key(0))
+    batch = sharding.shard_batch(
+        next(input_pipeline.train_batches(exp.segments['train'], 8, 0)), exp.mesh)
+    _, m = train.make_train_step(exp)(state, batch)
+    out[name] = (len(exp.segments['train']), float(m['loss']))
+  assert out['block'] == out['none']
+  with_block.augment.offline.enabled = True  # the overridable switch turns it on
+  assert len(train.build_experiment(with_block).segments['train'].utterances) == 4 * len(
+      train.build_experiment(without).segments['train'].utterances)
