@@ -44,7 +44,8 @@ def peak_memory_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides) -> dict:
+def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
+          inputs: str = 'audio') -> dict:
   config = load_config(model, config_arg)
   if dtype:
     config.model.dtype = dtype
@@ -67,6 +68,12 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides) -> d
            'labels': rng.integers(0, len(config.data.classes), b).astype(np.int32),
            'gender': rng.integers(0, 2, b).astype(np.int32),
            'weight': np.ones(b, np.float32)}
+  if inputs == 'features':
+    # The step's input is the front end's output (a run with cached features).
+    feats, mask = jax.jit(exp.frontend)(batch['audio'].astype(np.float32) / 32768.0,
+                                        batch['lengths'])
+    batch = {**{k: v for k, v in batch.items() if k not in ('audio', 'lengths')},
+             'feats': np.asarray(feats), 'mask': np.asarray(mask)}
   batch = sharding.shard_batch(batch, exp.mesh)
   step = train.make_train_step(exp)
   t0 = time.perf_counter()
@@ -89,7 +96,7 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides) -> d
   except Exception:  # pylint: disable=broad-except
     pass
   return {
-      'model': model, 'config_arg': config_arg, 'dtype': str(config.model.get('dtype', 'float32')),
+      'model': model, 'config_arg': config_arg, 'inputs': inputs, 'dtype': str(config.model.get('dtype', 'float32')),
       'batch_size': b, 'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
       'platform': jax.default_backend(), 'params': n_params,
       'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
@@ -109,12 +116,15 @@ def main():
   parser.add_argument('--dtype', default=None, help='compute dtype override, e.g. bfloat16')
   parser.add_argument('--batch_size', type=int, default=None)
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--inputs', choices=('audio', 'features'), default='audio',
+                      help='audio: the step computes the features (default); features: '
+                           'the step starts from cached front-end output')
   parser.add_argument('--set', action='append', default=[],
                       help='config override key=json, e.g. model.lstm_units=64')
   args = parser.parse_args()
   for model in args.model.split(','):
     print(json.dumps(bench(model, args.config_arg, args.dtype, args.steps, args.batch_size,
-                           args.set)), flush=True)
+                           args.set, args.inputs)), flush=True)
 
 
 if __name__ == '__main__':

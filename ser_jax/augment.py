@@ -203,6 +203,14 @@ def add_noise_snr(rng: Array, audio: Array, lengths: Optional[Array], snr_db,
     return audio + jnp.where(valid, sigma * e, 0.0).astype(audio.dtype)
 
 
+def waveform_enabled(cfg) -> bool:
+    """Whether `cfg` turns on any waveform transform (shift, gain or noise)."""
+    if not cfg:
+        return False
+    return any(_get(cfg, k, WAVEFORM_DEFAULTS) is not None
+               for k in ('shift_max_seconds', 'gain_db', 'noise_amplitude', 'noise_snr_db'))
+
+
 def augment_waveform(rng: Array, audio: Array, lengths: Optional[Array], cfg) -> Array:
     """Applies the waveform transforms `cfg` enables (module docstring) to
     `audio` f32 `[B, N]` (zero-padded past `lengths` [B]; None = all valid).

@@ -138,13 +138,21 @@ def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
 
 def _features(exp: Experiment, batch, norm, rng=None):
   """Normalised features of a batch; with `rng` (training), the on-the-fly
-  augmentation of `config.augment.waveform` / `.features` is applied."""
-  audio = batch['audio'].astype(jnp.float32) / 32768.0
+  augmentation of `config.augment.waveform` / `.features` is applied.
+
+  A batch holds either audio ('audio', 'lengths') or front-end output
+  computed earlier ('feats', 'mask': see `precompute_features`)."""
   aug = exp.config.get('augment') or {}
-  if rng is not None and aug.get('waveform'):
-    audio = augment_lib.augment_waveform(jax.random.fold_in(rng, 1), audio, batch['lengths'],
-                                         aug['waveform'])
-  feats, mask = exp.frontend(audio, batch['lengths'])
+  if 'feats' in batch:
+    if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
+      raise ValueError('waveform augmentation needs audio batches, not cached features')
+    feats, mask = batch['feats'], batch['mask']
+  else:
+    audio = batch['audio'].astype(jnp.float32) / 32768.0
+    if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
+      audio = augment_lib.augment_waveform(jax.random.fold_in(rng, 1), audio,
+                                           batch['lengths'], aug['waveform'])
+    feats, mask = exp.frontend(audio, batch['lengths'])
   feats = features_lib.normalize(feats, norm, mask)
   if rng is not None and aug.get('features'):
     feats = augment_lib.augment_features(jax.random.fold_in(rng, 2), feats, mask,

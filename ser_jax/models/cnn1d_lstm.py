@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ser_jax.models import heads
+from ser_jax.models import layers
 
 
 class CNN1DLSTM(nn.Module):
@@ -48,15 +49,14 @@ class CNN1DLSTM(nn.Module):
     for i, width in enumerate(self.conv_features):
       x = nn.relu(nn.Conv(width, (self.conv_kernel,), padding='SAME', dtype=self.dtype,
                           name=f'conv{i}')(x))
-      x = nn.max_pool(x, (self.pool_window,), strides=(self.pool_stride,), padding='SAME')
+      x = layers.max_pool(x, (self.pool_window,), strides=(self.pool_stride,), padding='SAME')
       lengths = heads.strided_lengths(lengths, x.shape[1], self.pool_stride)
       if self.block_dropout and i == self.dropout_after_block:
         x = nn.Dropout(self.block_dropout)(x, deterministic=not train)
     for i in range(self.lstm_layers):
-      carry, x = nn.RNN(nn.OptimizedLSTMCell(self.lstm_units, dtype=self.dtype),
-                        return_carry=True, name=f'lstm{i}' if i else 'lstm')(
-                            x, seq_lengths=lengths)
-    x = carry[1]  # final hidden state (LSTM carry = (c, h))
+      x, last = layers.LSTM(self.lstm_units, dtype=self.dtype,
+                            name=f'lstm{i}' if i else 'lstm')(x, lengths)
+    x = last  # final hidden state, after each segment's last valid frame
     return heads.classifier(
         x, gender, self.num_classes, use_gender=self.use_gender,
         gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ser_jax.models import heads
+from ser_jax.models import layers
 
 
 class CNN2DBiLSTM(nn.Module):
@@ -43,18 +44,15 @@ class CNN2DBiLSTM(nn.Module):
       x = nn.relu(nn.Conv(width, tuple(self.conv_kernel), padding=self.conv_padding,
                           dtype=self.dtype, name=f'conv{i}')(x))
       lengths = heads.strided_lengths(lengths, x.shape[1])
-      x = nn.max_pool(x, pool, strides=pool, padding='VALID')
+      x = layers.max_pool(x, pool, strides=pool, padding='VALID')
       lengths = heads.strided_lengths(lengths, x.shape[1], pool[0])
     if self.dropout:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
     b, t = x.shape[:2]
     x = x.reshape(b, t, -1)
-    (carry_fw, carry_bw), _ = nn.Bidirectional(
-        nn.RNN(nn.OptimizedLSTMCell(self.lstm_units, dtype=self.dtype), name='forward'),
-        nn.RNN(nn.OptimizedLSTMCell(self.lstm_units, dtype=self.dtype), name='backward'),
-        return_carry=True, name='bilstm')(x, seq_lengths=lengths)
-    # LSTM carry = (c, h): the final hidden state of each direction.
-    x = jnp.concatenate([carry_fw[1], carry_bw[1]], axis=-1)
+    # Final hidden state of both directions (Keras Bidirectional(LSTM(128))).
+    _, x = layers.LSTM(self.lstm_units, bidirectional=True, dtype=self.dtype,
+                       name='bilstm')(x, lengths)
     return heads.classifier(
         x, gender, self.num_classes, use_gender=self.use_gender,
         gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,

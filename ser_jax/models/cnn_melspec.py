@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ser_jax.models import heads
+from ser_jax.models import layers
 
 
 class CNNMelSpec(nn.Module):
@@ -47,7 +48,7 @@ class CNNMelSpec(nn.Module):
     for i, width in enumerate(self.conv_features):
       x = nn.relu(nn.Conv(width, tuple(self.conv_kernel), padding='SAME', dtype=self.dtype,
                           name=f'conv{i}')(x))
-      x = nn.max_pool(x, tuple(self.pool_window), strides=tuple(self.pool_stride),
+      x = layers.max_pool(x, tuple(self.pool_window), strides=tuple(self.pool_stride),
                       padding='SAME')
       if self.block_dropout and i == self.dropout_after_block:
         x = nn.Dropout(self.block_dropout)(x, deterministic=not train)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ser_jax.models import heads
+from ser_jax.models import layers
 
 
 def _masked_mean(x, mask):
@@ -96,15 +97,13 @@ class ConvBiLSTMAttention(nn.Module):
       x = nn.relu(nn.Conv(width, tuple(self.conv_kernel), padding='SAME',
                           dtype=self.dtype, name=f'conv{i}')(x))
       if i == 0:
-        x = nn.max_pool(x, tuple(self.pool), strides=tuple(self.pool), padding='VALID')
+        x = layers.max_pool(x, tuple(self.pool), strides=tuple(self.pool), padding='VALID')
         mask = _pool_mask(mask, self.pool[0])
     b, t = x.shape[:2]
     x = nn.Dense(self.linear_units, dtype=self.dtype, name='linear')(x.reshape(b, t, -1))
     lengths = jnp.maximum(mask.sum(axis=1), 1).astype(jnp.int32)
-    x = nn.Bidirectional(
-        nn.RNN(nn.OptimizedLSTMCell(self.lstm_units, dtype=self.dtype), name='forward'),
-        nn.RNN(nn.OptimizedLSTMCell(self.lstm_units, dtype=self.dtype), name='backward'),
-        name='bilstm')(x, seq_lengths=lengths)
+    x, _ = layers.LSTM(self.lstm_units, bidirectional=True, dtype=self.dtype,
+                       name='bilstm')(x, lengths)
     if self.pooling == 'self_attention':
       x = SelfAttention(self.attention_dim, self.attention_heads,
                         self.attention_activation, dtype=self.dtype, name='attention')(x, mask)

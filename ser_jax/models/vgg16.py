@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ser_jax.models import heads
+from ser_jax.models import layers
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -153,7 +154,7 @@ class VGG16Transfer(nn.Module):
                     bias_init=_constant(weights[name]['bias'], f'{name}/bias'))
         x = nn.relu(nn.Conv(width, (3, 3), padding='SAME', dtype=self.dtype, name=name,
                             **kw)(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
+      x = layers.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
     freeze = pretrained if self.freeze_base is None else self.freeze_base
     if freeze:
       x = jax.lax.stop_gradient(x)
