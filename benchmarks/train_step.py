@@ -3,11 +3,17 @@
   python benchmarks/train_step.py --model=selfattn_gender [--dtype=bfloat16] [--steps=5]
 
 Prints one JSON line per model: examples/s, step time, compile time, parameter
-count and peak memory (host RSS on CPU; device peak on GPU), with the
-device, the dtype and the config it ran. The step is the real `train_step`
-(features on device, forward, backward, optimiser update) on random audio.
+count and peak memory (host RSS on CPU; device peak on GPU), XLA's FLOP count
+and the fraction of the device's peak it reaches (GPUs), with the device, the
+dtype and the config it ran. The step is the real `train_step` (features on
+device, forward, backward, optimiser update) on random audio; `--inputs=features`
+starts it from cached front-end output instead (what a run with
+`feature_cache=True` does, and what the Keras/PyTorch peers time), and
+`--profile=DIR` adds the slowest XLA operations of a traced step.
 """
 import argparse
+import collections
+import glob
 import importlib.util
 import json
 import os
@@ -44,8 +50,54 @@ def peak_memory_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+# Dense tensor-core peaks (TFLOP/s, vendor data sheets, SXM parts) used for
+# `peak_fraction` on GPUs: float32 matmuls run as TF32 under JAX's default
+# precision there. Other devices: pass --peak_tflops.
+PEAK_TFLOPS = {
+    ('H100', 'float32'): 494.7, ('H100', 'bfloat16'): 989.4,
+    ('H200', 'float32'): 494.7, ('H200', 'bfloat16'): 989.4,
+    ('A100', 'float32'): 156.0, ('A100', 'bfloat16'): 312.0,
+}
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  for (name, dt), value in PEAK_TFLOPS.items():
+    if name in device_kind and dt == dtype:
+      return value
+  return None
+
+
+def profile_ops(compiled, state, batch, directory: str, steps: int, top: int = 15) -> dict:
+  """Runs `steps` steps under the JAX profiler (trace kept in `directory`, for
+  TensorBoard/XProf) and returns the `top` XLA operations by time per step.
+
+  Times are summed over the runtime's worker threads (on CPU the sum can
+  exceed the step time when operations overlap).
+  """
+  os.makedirs(directory, exist_ok=True)
+  with jax.profiler.trace(directory):
+    for _ in range(steps):
+      state, m = compiled(state, batch)
+      jax.block_until_ready(m)
+  paths = sorted(glob.glob(os.path.join(directory, '**', '*.xplane.pb'), recursive=True),
+                 key=os.path.getmtime)
+  totals = collections.Counter()
+  for plane in jax.profiler.ProfileData.from_file(paths[-1]).planes:
+    if not plane.name.startswith(('/host:CPU', '/device:')):
+      continue
+    for line in plane.lines:
+      if line.name == 'python':
+        continue
+      for event in line.events:
+        if 'Execute' in event.name or 'Await' in event.name:
+          continue  # executor wrappers, not operations
+        totals[event.name] += event.duration_ns
+  return {name: round(ns / 1e6 / steps, 2) for name, ns in totals.most_common(top)}
+
+
 def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
-          inputs: str = 'audio') -> dict:
+          inputs: str = 'audio', profile_dir: str | None = None,
+          peak_tflops_arg: float | None = None) -> dict:
   config = load_config(model, config_arg)
   if dtype:
     config.model.dtype = dtype
@@ -88,6 +140,7 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t0)
   step_s = float(np.median(times))
+  top_ops = profile_ops(compiled, state, batch, profile_dir, 3) if profile_dir else None
   flops = None
   try:
     cost = compiled.cost_analysis()
@@ -95,16 +148,20 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
     flops = float(cost.get('flops', 0.0)) or None
   except Exception:  # pylint: disable=broad-except
     pass
+  dtype_name = str(config.model.get('dtype', 'float32'))
+  peak = peak_tflops_arg or peak_tflops(jax.devices()[0].device_kind, dtype_name)
   return {
-      'model': model, 'config_arg': config_arg, 'inputs': inputs, 'dtype': str(config.model.get('dtype', 'float32')),
+      'model': model, 'config_arg': config_arg, 'inputs': inputs, 'dtype': dtype_name,
       'batch_size': b, 'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
       'platform': jax.default_backend(), 'params': n_params,
       'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
       'step_s_min': round(min(times), 4), 'examples_per_s': round(b / step_s, 2),
-      'xla_gflop_per_step': round(flops / 1e9, 1) if flops else None,
+      'xla_gflop_per_step': round(flops / 1e9, 3) if flops else None,
       'achieved_gflop_s': round(flops / 1e9 / step_s, 1) if flops else None,
+      'peak_fraction': round(flops / step_s / (peak * 1e12), 3) if flops and peak else None,
       'peak_memory_mib': round(peak_memory_bytes() / 2**20, 1),
       'loss_finite': bool(np.isfinite(float(m['loss']))),
+      **({'top_ops_ms_per_step': top_ops} if top_ops else {}),
   }
 
 
@@ -119,12 +176,19 @@ def main():
   parser.add_argument('--inputs', choices=('audio', 'features'), default='audio',
                       help='audio: the step computes the features (default); features: '
                            'the step starts from cached front-end output')
+  parser.add_argument('--peak_tflops', type=float, default=None,
+                      help="the device's peak TFLOP/s for peak_fraction (known GPUs built in)")
+  parser.add_argument('--profile', default=None, metavar='DIR',
+                      help='also trace 3 steps into DIR and report the slowest XLA ops')
   parser.add_argument('--set', action='append', default=[],
                       help='config override key=json, e.g. model.lstm_units=64')
   args = parser.parse_args()
   for model in args.model.split(','):
     print(json.dumps(bench(model, args.config_arg, args.dtype, args.steps, args.batch_size,
-                           args.set, args.inputs)), flush=True)
+                           args.set, args.inputs,
+                           os.path.join(args.profile, model) if args.profile else None,
+                           args.peak_tflops)),
+          flush=True)
 
 
 if __name__ == '__main__':

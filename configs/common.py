@@ -69,6 +69,9 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint_keep = 2
   c.checkpoint_every_steps = 0
   c.augment = augment()
+  # Compute the front end once per run for the training and validation
+  # segments (skipped when waveform augmentation needs the audio each step).
+  c.feature_cache = True
   return c
 
 

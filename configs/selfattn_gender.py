@@ -74,6 +74,7 @@ def get_config(arg: str = 'iemocap'):
   c.checkpoint_keep = 2           # the last K checkpoints, plus the best one
   c.checkpoint_every_steps = 0    # 0: only at evaluations (and on SIGTERM)
   c.augment = common.augment()    # all off (the paper uses none)
+  c.feature_cache = True          # front end once per run (off with waveform augmentation)
 
   if arg == 'iemocap':
     pass

@@ -61,6 +61,10 @@ class Segments:
   genders: np.ndarray    # int32 [S]
   utterance: np.ndarray  # int32 [S] index of the segment's utterance
   utterances: Utterances
+  # Front-end output cached by `train.cache_features` (None: batches carry
+  # audio and the step computes the features).
+  feats: np.ndarray | None = None   # float32 [S, T, F, C]
+  mask: np.ndarray | None = None    # bool [S, T] valid frames
 
   def __len__(self):
     return len(self.lengths)
@@ -283,8 +287,9 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
 
 
 def _batch(seg: Segments, idx: np.ndarray, weight: np.ndarray) -> dict[str, np.ndarray]:
-  return {'audio': seg.audio[idx], 'lengths': seg.lengths[idx],
-          'labels': seg.labels[idx], 'gender': seg.genders[idx],
+  inputs = ({'audio': seg.audio[idx], 'lengths': seg.lengths[idx]} if seg.feats is None
+            else {'feats': seg.feats[idx], 'mask': seg.mask[idx]})
+  return {**inputs, 'labels': seg.labels[idx], 'gender': seg.genders[idx],
           'weight': weight.astype(np.float32)}
 
 

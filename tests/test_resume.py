@@ -247,3 +247,53 @@ def test_default_augment_block_is_off(data_dir):
   with_block.augment.offline.enabled = True  # the overridable switch turns it on
   assert len(train.build_experiment(with_block).segments['train'].utterances) == 4 * len(
       train.build_experiment(without).segments['train'].utterances)
+
+
+def test_cached_features_give_the_same_steps_as_audio(data_dir):
+  exp = train.build_experiment(_tiny(data_dir))
+  state = train.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  audio_seg = exp.segments['train']
+  cached_seg = train.cache_features(exp, audio_seg)
+  assert cached_seg.feats.shape[0] == len(audio_seg) and cached_seg.mask.shape[0] == len(audio_seg)
+  step, eval_step = train.make_train_step(exp), train.make_eval_step(exp)
+  a_batch = next(input_pipeline.train_batches(audio_seg, 8, 3))
+  c_batch = next(input_pipeline.train_batches(cached_seg, 8, 3))
+  assert 'audio' in a_batch and 'feats' in c_batch and 'audio' not in c_batch
+  np.testing.assert_array_equal(a_batch['labels'], c_batch['labels'])
+  a_probs = np.asarray(eval_step(state, sharding.shard_batch(a_batch, exp.mesh)))
+  c_probs = np.asarray(eval_step(state, sharding.shard_batch(c_batch, exp.mesh)))
+  np.testing.assert_allclose(c_probs, a_probs, rtol=1e-5, atol=1e-6)
+  params = {}
+  for name, batch in (('audio', a_batch), ('cached', c_batch)):
+    new, m = step(jax.tree.map(jax.numpy.copy, state), sharding.shard_batch(batch, exp.mesh))
+    params[name] = jax.device_get(new.params)
+    assert np.isfinite(float(m['loss']))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               params['cached'], params['audio'])
+
+
+def test_feature_cache_is_off_when_waveform_augmentation_needs_audio(data_dir):
+  config = _tiny(data_dir)
+  assert config.feature_cache and train.feature_cache_enabled(config)
+  config.augment.waveform.noise_snr_db = 10.0
+  assert not train.feature_cache_enabled(config)
+  config.augment.waveform.noise_snr_db = None
+  config.augment.features.time_masks = 2           # SpecAugment works on cached features
+  assert train.feature_cache_enabled(config)
+  config.feature_cache = False
+  assert not train.feature_cache_enabled(config)
+  # A cached batch with waveform augmentation on is refused, not silently unaugmented.
+  config.feature_cache, config.augment.waveform.noise_snr_db = True, 10.0
+  exp = train.build_experiment(config)
+  state = train.create_train_state(exp, jax.random.key(0))
+  batch = next(input_pipeline.train_batches(train.cache_features(exp, exp.segments['train']), 8, 0))
+  with pytest.raises(ValueError, match='waveform augmentation'):
+    train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
+
+
+def test_feature_cache_over_its_memory_limit_is_skipped(data_dir, monkeypatch):
+  exp = train.build_experiment(_tiny(data_dir))
+  monkeypatch.setattr(train, 'FEATURE_CACHE_MAX_BYTES', 1000)
+  seg = train.cache_features(exp, exp.segments['train'])
+  assert seg is exp.segments['train'] and seg.feats is None

@@ -117,6 +117,31 @@ def _tiled_max_pool_bwd(window, residuals, g):
 _tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
 
 
+@jax.custom_vjp
+def bias_add(x, bias):
+  """x + bias over the last axis, whose bias gradient is a matmul.
+
+  XLA:CPU reduces a [N…, C] gradient over every axis but the last with a slow
+  column reduction (1.5 ms for the 31×2×32×512 LSTM pre-activations, 0.07 ms
+  as a ones-vector product).
+  """
+  return x + bias.astype(x.dtype)
+
+
+def _bias_add_fwd(x, bias):
+  return bias_add(x, bias), bias
+
+
+def _bias_add_bwd(bias, g):
+  c = g.shape[-1]
+  db = jnp.einsum('n,nc->c', jnp.ones((g.size // c,), g.dtype), g.reshape(-1, c),
+                  preferred_element_type=jnp.float32)
+  return g, db.astype(bias.dtype)
+
+
+bias_add.defvjp(_bias_add_fwd, _bias_add_bwd)
+
+
 def _per_gate(init):
   """An initialiser for a [in, 4·H] gate kernel: four independent [in, H] blocks.
 
@@ -176,8 +201,8 @@ class LSTM(nn.Module):
     # time-major [T, N, B, 4H] for the scan; the backward direction reads the
     # frames in reverse and starts (from the zero state) at each segment's
     # last valid frame: its leading padded steps leave the state at zero.
-    proj = jnp.einsum('btd,dg->tbg', x.astype(self.dtype), w_in,
-                      preferred_element_type=jnp.float32) + bias
+    proj = bias_add(jnp.einsum('btd,dg->tbg', x.astype(self.dtype), w_in,
+                               preferred_element_type=jnp.float32), bias)
     proj = jnp.transpose(proj.reshape(t, b, n, 4 * h), (0, 2, 1, 3))
     steps = jnp.arange(t)
     valid = [steps[:, None] < lengths[None, :]]                  # [T, B]

@@ -1,0 +1,24 @@
+"""benchmarks/train_step.py runs and reports what the README quotes (tiny sizes)."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_step_benchmark_reports_speed_and_profile(tmp_path):
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/train_step.py', '--model=cnn2d_bilstm,selfattn_gender',
+       '--config_arg=tiny', '--steps=2', '--inputs=features', f'--profile={tmp_path}',
+       '--peak_tflops=1.0'],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  lines = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{')]
+  assert [r['model'] for r in lines] == ['cnn2d_bilstm', 'selfattn_gender']
+  for r in lines:
+    assert r['inputs'] == 'features' and r['loss_finite']
+    assert r['examples_per_s'] > 0 and r['params'] > 0 and r['compile_s'] > 0
+    assert r['xla_gflop_per_step'] and 0 < r['peak_fraction']
+    assert r['top_ops_ms_per_step'] and all(v >= 0 for v in r['top_ops_ms_per_step'].values())
+    assert os.path.isdir(tmp_path / r['model'])
