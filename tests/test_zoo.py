@@ -166,7 +166,7 @@ def test_a_few_steps_lower_the_loss(name):
     return optax.apply_updates(p, updates), s
 
   before = float(loss_fn(params))
-  for i in range(15):
+  for i in range(30):  # the tiny VGG needs ~20 steps to leave its plateau
     params, opt_state = step(params, opt_state, jax.random.key(i))
   after = float(loss_fn(params))
   assert after < before - 0.05, (before, after)

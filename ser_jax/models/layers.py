@@ -142,6 +142,85 @@ def _bias_add_bwd(bias, g):
 bias_add.defvjp(_bias_add_fwd, _bias_add_bwd)
 
 
+def _lstm_forward(proj, valid, w_rec):
+  """The recurrence; also returns what the backward pass needs."""
+  n, b, h = w_rec.shape[0], proj.shape[2], w_rec.shape[1]
+
+  def step(carry, inp):
+    c, hid = carry
+    z_in, ok = inp
+    z = z_in + jnp.einsum('nbh,nhg->nbg', hid.astype(w_rec.dtype), w_rec,
+                          preferred_element_type=jnp.float32)
+    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
+    new_c = f * c + i * g
+    tanh_c = jnp.tanh(new_c)
+    new_h = o * tanh_c
+    c_next = jnp.where(ok, new_c, c)
+    h_next = jnp.where(ok, new_h, hid)
+    return (c_next, h_next), (h_next, (hid, c, jnp.concatenate([i, f, g, o], -1), tanh_c))
+
+  zeros = jnp.zeros((n, b, h), jnp.float32)
+  (_, last), (ys, saved) = jax.lax.scan(step, (zeros, zeros), (proj, valid))
+  return last, ys, saved
+
+
+@jax.custom_vjp
+def lstm_recurrence(proj, valid, w_rec):
+  """LSTM states over time from input pre-activations.
+
+  proj [T, N, B, 4H] float32 (input projection + bias, gates i, f, g, o),
+  valid [T, N, B, 1] bool (False: the step leaves the state unchanged),
+  w_rec [N, H, 4H] → (final h [N, B, H], h of every step [T, N, B, H]).
+
+  Its gradient is written out rather than left to scan's autodiff: the
+  backward loop only propagates (dh, dc) with one [N, B, 4H] × [N, 4H, H]
+  product per step and emits the gate gradients; the recurrent-kernel
+  gradient is then one large product over all steps, where autodiff would
+  accumulate a [N, H, 4H] outer product in every iteration.
+  """
+  last, ys, _ = _lstm_forward(proj, valid, w_rec)
+  return last, ys
+
+
+def _lstm_recurrence_fwd(proj, valid, w_rec):
+  last, ys, saved = _lstm_forward(proj, valid, w_rec)
+  return (last, ys), (valid, w_rec, saved)
+
+
+def _lstm_recurrence_bwd(residuals, cotangents):
+  valid, w_rec, (h_prev, c_prev, gates, tanh_c) = residuals
+  d_last, d_ys = cotangents
+  w_t = jnp.swapaxes(w_rec, 1, 2)                                   # [N, 4H, H]
+
+  def step(carry, inp):
+    dh, dc = carry
+    d_y, ok, c0, gate, tc = inp
+    dh = dh + d_y
+    i, f, g, o = jnp.split(gate, 4, axis=-1)
+    d_c_new = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([d_c_new * g * i * (1.0 - i),           # input gate
+                          d_c_new * c0 * f * (1.0 - f),          # forget gate
+                          d_c_new * i * (1.0 - g * g),           # cell candidate
+                          dh * tc * o * (1.0 - o)], axis=-1)     # output gate
+    dz = jnp.where(ok, dz, 0.0)
+    dh_prev = jnp.einsum('nbg,ngh->nbh', dz.astype(w_rec.dtype), w_t,
+                         preferred_element_type=jnp.float32)
+    dh = jnp.where(ok, dh_prev, dh)
+    dc = jnp.where(ok, d_c_new * f, dc)
+    return (dh, dc), dz
+
+  zeros = jnp.zeros_like(d_last)
+  _, dz = jax.lax.scan(step, (d_last.astype(jnp.float32), zeros),
+                       (d_ys.astype(jnp.float32), valid, c_prev, gates, tanh_c), reverse=True)
+  d_w = jnp.einsum('tnbh,tnbg->nhg', h_prev.astype(w_rec.dtype), dz.astype(w_rec.dtype),
+                   preferred_element_type=jnp.float32).astype(w_rec.dtype)
+  return dz, None, d_w
+
+
+lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
+
+
 def _per_gate(init):
   """An initialiser for a [in, 4·H] gate kernel: four independent [in, H] blocks.
 
@@ -178,7 +257,6 @@ class LSTM(nn.Module):
   features: int
   bidirectional: bool = False
   dtype: Any = jnp.float32
-  unroll: int = 1
 
   @nn.compact
   def __call__(self, x, lengths):
@@ -211,20 +289,7 @@ class LSTM(nn.Module):
       valid.append((t - 1 - steps)[:, None] < lengths[None, :])
     valid = jnp.stack(valid, axis=1)[..., None]                  # [T, N, B, 1]
 
-    def step(carry, inp):
-      c, hid = carry
-      z_in, ok = inp
-      z = z_in + jnp.einsum('nbh,nhg->nbg', hid.astype(self.dtype), w_rec,
-                            preferred_element_type=jnp.float32)
-      i, f, g, o = jnp.split(z, 4, axis=-1)
-      new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-      new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
-      c = jnp.where(ok, new_c, c)
-      hid = jnp.where(ok, new_h, hid)
-      return (c, hid), hid
-
-    zeros = jnp.zeros((n, b, h), jnp.float32)
-    (_, last), ys = jax.lax.scan(step, (zeros, zeros), (proj, valid), unroll=self.unroll)
+    last, ys = lstm_recurrence(proj, valid, w_rec)
     outputs = [ys[:, 0]] + ([ys[::-1, 1]] if self.bidirectional else [])  # [T, B, H]
     outputs = jnp.transpose(jnp.concatenate(outputs, axis=-1), (1, 0, 2)).astype(self.dtype)
     return (outputs,
