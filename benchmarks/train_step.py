@@ -122,8 +122,7 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
            'weight': np.ones(b, np.float32)}
   if inputs == 'features':
     # The step's input is the front end's output (a run with cached features).
-    feats, mask = jax.jit(exp.frontend)(batch['audio'].astype(np.float32) / 32768.0,
-                                        batch['lengths'])
+    feats, mask = jax.jit(lambda b: train.frontend_output(exp, b))(batch)
     batch = {**{k: v for k, v in batch.items() if k not in ('audio', 'lengths')},
              'feats': np.asarray(feats), 'mask': np.asarray(mask)}
   batch = sharding.shard_batch(batch, exp.mesh)

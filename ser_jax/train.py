@@ -7,6 +7,7 @@ the latest one, and ends by evaluating the best checkpoint on the test split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -136,23 +137,29 @@ def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
   return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
 
 
+def frontend_output(exp: Experiment, batch, audio_transform=None):
+  """(feats, mask) of a batch before normalisation: the front end on its audio
+  ('audio' int16, 'lengths'; `audio_transform` applied to the float waveform
+  first), or the cached output it carries ('feats', 'mask': `cache_features`)."""
+  if 'feats' in batch:
+    return batch['feats'], batch['mask']
+  audio = batch['audio'].astype(jnp.float32) / 32768.0
+  if audio_transform is not None:
+    audio = audio_transform(audio)
+  return exp.frontend(audio, batch['lengths'])
+
+
 def _features(exp: Experiment, batch, norm, rng=None):
   """Normalised features of a batch; with `rng` (training), the on-the-fly
-  augmentation of `config.augment.waveform` / `.features` is applied.
-
-  A batch holds either audio ('audio', 'lengths') or front-end output
-  computed earlier ('feats', 'mask': see `precompute_features`)."""
+  augmentation of `config.augment.waveform` / `.features` is applied."""
   aug = exp.config.get('augment') or {}
-  if 'feats' in batch:
-    if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
+  transform = None
+  if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
+    if 'feats' in batch:
       raise ValueError('waveform augmentation needs audio batches, not cached features')
-    feats, mask = batch['feats'], batch['mask']
-  else:
-    audio = batch['audio'].astype(jnp.float32) / 32768.0
-    if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
-      audio = augment_lib.augment_waveform(jax.random.fold_in(rng, 1), audio,
-                                           batch['lengths'], aug['waveform'])
-    feats, mask = exp.frontend(audio, batch['lengths'])
+    transform = lambda audio: augment_lib.augment_waveform(  # noqa: E731
+        jax.random.fold_in(rng, 1), audio, batch['lengths'], aug['waveform'])
+  feats, mask = frontend_output(exp, batch, transform)
   feats = features_lib.normalize(feats, norm, mask)
   if rng is not None and aug.get('features'):
     feats = augment_lib.augment_features(jax.random.fold_in(rng, 2), feats, mask,
@@ -247,8 +254,7 @@ def compute_norm_stats(exp: Experiment, seg: input_pipeline.Segments) -> dict:
   """Per-(band, channel) mean and std over the valid frames of `seg` (training split)."""
 
   def stats(batch):
-    audio = batch['audio'].astype(jnp.float32) / 32768.0
-    feats, mask = exp.frontend(audio, batch['lengths'])
+    feats, mask = frontend_output(exp, batch)
     return features_lib.accumulate_stats(feats, mask & (batch['weight'] > 0)[:, None])
 
   rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
@@ -281,25 +287,22 @@ def cache_features(exp: Experiment, seg: input_pipeline.Segments) -> input_pipel
   beyond FEATURE_CACHE_MAX_BYTES `seg` is returned unchanged (with a warning).
   """
   rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
-
-  def frontend(audio, lengths):
-    return exp.frontend(audio.astype(jnp.float32) / 32768.0, lengths)
-
+  frontend = functools.partial(frontend_output, exp)
   n = len(seg)
-  shape = jax.eval_shape(frontend, jax.ShapeDtypeStruct((1, seg.audio.shape[1]), jnp.int16),
-                         jax.ShapeDtypeStruct((1,), jnp.int32))[0]
+  shape = jax.eval_shape(frontend, {
+      'audio': jax.ShapeDtypeStruct((1, seg.audio.shape[1]), jnp.int16),
+      'lengths': jax.ShapeDtypeStruct((1,), jnp.int32)})[0]
   size = n * int(np.prod(shape.shape[1:])) * shape.dtype.itemsize
   if size > FEATURE_CACHE_MAX_BYTES:
     logging.warning('Feature cache of %d segments would take %.1f GiB (limit %.0f GiB): '
                     'computing features in every step instead.', n, size / 2**30,
                     FEATURE_CACHE_MAX_BYTES / 2**30)
     return seg
-  frontend = jax.jit(frontend, in_shardings=(data, data), out_shardings=rep)
+  frontend = jax.jit(frontend, in_shardings=(data,), out_shardings=rep)
   feats, masks = [], []
   for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
-    batch = sharding.shard_batch({'audio': batch['audio'], 'lengths': batch['lengths']},
-                                 exp.mesh)
-    f, m = jax.device_get(frontend(batch['audio'], batch['lengths']))
+    batch = {'audio': batch['audio'], 'lengths': batch['lengths']}
+    f, m = jax.device_get(frontend(sharding.shard_batch(batch, exp.mesh)))
     feats.append(f)
     masks.append(m)
   feats, masks = np.concatenate(feats)[:n], np.concatenate(masks)[:n]
@@ -376,6 +379,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   _write_config(config, workdir)
   exp = build_experiment(config, mesh, corpus=corpus)
   write_splits(exp, workdir)
+  if feature_cache_enabled(config):
+    # Once per run: the steps, the validations and the normalisation
+    # statistics below all read these features.
+    t0 = time.time()
+    for name in ('train', 'validation'):
+      if name in exp.segments and len(exp.segments[name]):
+        exp.segments[name] = cache_features(exp, exp.segments[name])
+    logging.info('Features of %d training and %d validation segments cached in %.1fs '
+                 '(%.0f MiB).', len(exp.segments['train']),
+                 len(exp.segments.get('validation', ())), time.time() - t0,
+                 sum(s.feats.nbytes for s in exp.segments.values()
+                     if s.feats is not None) / 2**20)
   train_seg = exp.segments['train']
   per_epoch = input_pipeline.steps_per_epoch(train_seg, config.batch_size)
   total_steps = config.num_epochs * per_epoch
@@ -399,16 +414,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   stopper = monitoring.EarlyStopping(config.get('early_stopping'), history.records)
   stopped_early = bool(history.records) and stopper.patience and stopper.bad >= stopper.patience
 
-  if feature_cache_enabled(config):
-    t0 = time.time()
-    for name in ('train', 'validation'):
-      if name in exp.segments and len(exp.segments[name]):
-        exp.segments[name] = cache_features(exp, exp.segments[name])
-    logging.info('Features of %d training and %d validation segments cached in %.1fs '
-                 '(%.0f MiB).', len(train_seg), len(exp.segments.get('validation', ())),
-                 time.time() - t0, sum(s.feats.nbytes for s in exp.segments.values()
-                                       if s.feats is not None) / 2**20)
-    train_seg = exp.segments['train']
   train_step = make_train_step(exp)
   eval_step = make_eval_step(exp)
   writer = monitoring.MetricWriter(os.path.join(workdir, 'tensorboard'))

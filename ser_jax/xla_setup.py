@@ -2,7 +2,7 @@
 
 XLA:CPU in the pinned jaxlib can hand dots and convolutions to YNNPACK (the
 XNNPACK successor) instead of its Eigen kernels. Measured with
-`benchmarks/train_step.py` on 2 cores (README, "Speed"), it is the largest
+`benchmarks/train_step.py` on 2 cores (README, "Benchmarks"), it is the largest
 single CPU speed-up of the training step (a 32→64 3×3 convolution's forward
 pass 21 → 3 ms, its weight gradient 48 → 8 ms), with float32 results equal to
 the Eigen path within rounding (the feature-parity and model tests run with

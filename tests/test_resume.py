@@ -260,6 +260,10 @@ def test_cached_features_give_the_same_steps_as_audio(data_dir):
   a_batch = next(input_pipeline.train_batches(audio_seg, 8, 3))
   c_batch = next(input_pipeline.train_batches(cached_seg, 8, 3))
   assert 'audio' in a_batch and 'feats' in c_batch and 'audio' not in c_batch
+  # Normalisation statistics read from the cache equal those of the front end.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               jax.device_get(train.compute_norm_stats(exp, cached_seg)),
+               jax.device_get(state.norm))
   np.testing.assert_array_equal(a_batch['labels'], c_batch['labels'])
   a_probs = np.asarray(eval_step(state, sharding.shard_batch(a_batch, exp.mesh)))
   c_probs = np.asarray(eval_step(state, sharding.shard_batch(c_batch, exp.mesh)))

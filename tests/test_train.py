@@ -216,3 +216,21 @@ def test_evaluate_mode_prints_uar(trained):
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'UAR {100 * results["test"]["uar"]:.2f}%' in proc.stdout
+
+
+def test_a_run_computes_the_front_end_once_for_train_and_validation(data_dir, tmp_path,
+                                                                      monkeypatch):
+  cached = []
+  real = train.cache_features
+
+  def spy(exp, seg):
+    out = real(exp, seg)
+    cached.append(len(out.feats))
+    return out
+
+  monkeypatch.setattr(train, 'cache_features', spy)
+  config = tiny_config(data_dir, num_epochs=1)
+  assert config.feature_cache
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert len(cached) == 2 and all(n > 0 for n in cached)     # train and validation
+  assert results['test']['num_examples'] > 0                 # test: from audio, as before

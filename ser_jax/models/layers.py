@@ -1,18 +1,19 @@
 """Layers whose stock forms XLA:CPU runs badly in a training step.
 
-`max_pool` has `flax.linen.max_pool`'s forward values, but its gradient is a
-chain of cheap element-wise selections instead of XLA's variadic
-reduce-window + scatter (the JVP of `lax.reduce_window` max builds four int32
-index arrays the size of the input and a scatter: ~25 % of the cnn2d_bilstm
-training step on CPU; see benchmarks/train_step.py). Gradient differences are
-confined to exact ties inside a window: the stock rule sends the whole
-gradient to one element, this one shares it equally (both are valid
-subgradients; ties between positive activations have probability zero, and
-ties at ReLU's zero carry no gradient further back).
+`max_pool` has `flax.linen.max_pool`'s values with a cheaper gradient: JAX's
+gradient of `lax.reduce_window` max builds four int32 index arrays the size of
+the input and a scatter (~25 % of the cnn2d_bilstm step on CPU before this
+module; see benchmarks/train_step.py --profile). Tiling windows (2×2 stride 2)
+get a custom VJP with the stock rule (the first maximum of a window takes the
+gradient); overlapping windows are maxima of strided slices, whose gradient
+shares a tie equally (a valid subgradient too; ties between positive
+activations have probability zero, and ties at ReLU's zero carry no gradient
+further back).
 
 `LSTM` is flax's `OptimizedLSTMCell` under `nn.Bidirectional(nn.RNN(...))`
-with the input projection taken out of the time loop and both directions
-advanced in one loop (see its docstring).
+with the input projection taken out of the time loop, both directions
+advanced in one loop and a hand-written backward recurrence (see its
+docstring); `bias_add` is an addition whose bias gradient is a matmul.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def max_pool(x, window: Sequence[int], strides: Sequence[int] | None = None,
 
   `padding` is 'VALID' or 'SAME' (padded with -inf, as flax and Keras do).
   The result is the element-wise maximum of the window's strided slices
-  (faster on CPU than reducing a reshape, forward and backward).
+  (faster on CPU than reducing a reshape, forward and backward); tiling
+  windows crop the remainder ('VALID') and use a custom gradient.
   """
   window = tuple(int(w) for w in window)
   strides = tuple(int(s) for s in (strides or window))
@@ -70,17 +72,17 @@ def max_pool(x, window: Sequence[int], strides: Sequence[int] | None = None,
 
 
 def _window_slices(x, axes, window, strides, out):
-  """(offset, strided slice of x) for every offset of the window over `axes`."""
+  """The strided slice of x for every offset of the window over `axes`, in order."""
   for offset in np.ndindex(*window):
     idx = [slice(None)] * x.ndim
     for a, o, s, n in zip(axes, offset, strides, out):
       idx[a + 1] = slice(o, o + s * (n - 1) + 1, s)
-    yield offset, x[tuple(idx)]
+    yield x[tuple(idx)]
 
 
 def _max_of_slices(x, axes, window, strides, out):
   result = None
-  for _, piece in _window_slices(x, axes, window, strides, out):
+  for piece in _window_slices(x, axes, window, strides, out):
     result = piece if result is None else jnp.maximum(result, piece)
   return result
 
@@ -105,7 +107,7 @@ def _tiled_max_pool_bwd(window, residuals, g):
   nd = len(window)
   taken = jnp.zeros(y.shape, bool)
   parts = []
-  for _, piece in _window_slices(x, tuple(range(nd)), window, window, y.shape[1:-1]):
+  for piece in _window_slices(x, tuple(range(nd)), window, window, y.shape[1:-1]):
     hit = (piece == y) & ~taken
     taken = taken | hit
     parts.append(jnp.where(hit, g, jnp.zeros_like(g)))
