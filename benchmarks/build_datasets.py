@@ -25,6 +25,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tfds_builders import cli  # noqa: E402
 from tfds_builders import common  # noqa: E402
 from tfds_builders.ravdess import dummy_data  # noqa: E402
 
@@ -66,15 +67,9 @@ def build_in_process(manual_dir, data_dir, workers=None) -> float:
 
 
 def build_cli(manual_dir, data_dir) -> float:
-  script = pathlib.Path(sys.executable).parent / 'tfds'
-  cmd = ([str(script)] if script.exists()
-         else [sys.executable, '-m', 'tensorflow_datasets.scripts.cli.main'])
-  cmd += ['build', 'tfds_builders/ravdess', f'--manual_dir={manual_dir}',
-          f'--data_dir={data_dir}']
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   t0 = time.perf_counter()
-  subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL)
+  cli.run_build('ravdess', f'--manual_dir={manual_dir}', f'--data_dir={data_dir}',
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   return time.perf_counter() - t0
 
 

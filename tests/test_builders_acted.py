@@ -17,6 +17,7 @@ import soundfile as sf
 import soxr
 import tensorflow_datasets as tfds
 
+from tfds_builders import cli
 from tfds_builders import common
 from tfds_builders.crema_d import crema_d_dataset_builder as crema_d_b
 from tfds_builders.crema_d import dummy_data as crema_d_dummy
@@ -410,15 +411,8 @@ def test_cli_build_ravdess(tmp_path):
   manual = tmp_path / 'manual'
   expect = ravdess_dummy.make(manual, layout='nested', actors=(5,), oddities=False)
   (manual / 'Audio_Speech_Actors_01-24' / 'Actor_05' / 'empty.wav').write_bytes(b'')
-  tfds_script = pathlib.Path(sys.executable).parent / 'tfds'
-  cmd = ([str(tfds_script)] if tfds_script.exists()
-         else [sys.executable, '-m', 'tensorflow_datasets.scripts.cli.main'])
-  cmd += ['build', 'tfds_builders/ravdess', f'--manual_dir={manual}',
-          f'--data_dir={tmp_path / "data"}']
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  env.pop('PYTHONPATH', None)   # the CLI must find the repo by itself
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300)
+  proc = cli.run_build('ravdess', f'--manual_dir={manual}', f'--data_dir={tmp_path / "data"}',
+                       timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout + proc.stderr
   assert 'build summary' in out and 'skipped 1: unparseable name' in out

@@ -3,15 +3,13 @@ dummy corpus in the real layout (written at test time, with every oddity)."""
 import collections
 import json
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders import cli
 from tfds_builders import common
 from tfds_builders.iemocap import check_counts
 from tfds_builders.iemocap import dummy_data
@@ -19,7 +17,6 @@ from tfds_builders.iemocap import iemocap_dataset_builder as ib
 from tfds_builders.iemocap import labels
 from tfds_builders.iemocap import subsets
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SR = common.SAMPLE_RATE
 
 
@@ -430,17 +427,8 @@ else:
 
 def test_cli_build(manual, tmp_path):
   """`tfds build tfds_builders/iemocap --manual_dir=... --data_dir=...` from the repo."""
-  tfds_script = pathlib.Path(sys.executable).parent / 'tfds'
-  if tfds_script.exists():
-    cmd = [str(tfds_script)]
-  else:
-    cmd = [sys.executable, '-m', 'tensorflow_datasets.scripts.cli.main']
-  cmd += ['build', 'tfds_builders/iemocap', f'--manual_dir={manual["root"].parent}',
-          f'--data_dir={tmp_path}']
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  env.pop('PYTHONPATH', None)   # the CLI must find the repo by itself
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300)
+  proc = cli.run_build('iemocap', f'--manual_dir={manual["root"].parent}',
+                       f'--data_dir={tmp_path}', timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   log = proc.stdout + proc.stderr
   assert 'build summary' in log and '5 files skipped' in log

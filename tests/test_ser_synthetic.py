@@ -1,20 +1,16 @@
 """The embedded synthetic corpus: a real TFDS build of `ser_synthetic/tiny`."""
 import collections
-import os
-import pathlib
-import subprocess
-import sys
 
 import librosa
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders import cli
 from tfds_builders import common
 from tfds_builders.ser_synthetic import ser_synthetic_dataset_builder as ssb
 from tfds_builders.ser_synthetic import synth
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SR = common.SAMPLE_RATE
 TINY = next(c for c in ssb.Builder.BUILDER_CONFIGS if c.name == 'tiny')
 N_SPEAKERS = 2 * TINY.num_sessions
@@ -172,17 +168,7 @@ def test_emotions_differ_in_intended_direction(tiny):
 
 def test_cli_build(tmp_path):
   """`tfds build tfds_builders/ser_synthetic --config=tiny` from the repo root."""
-  tfds_script = pathlib.Path(sys.executable).parent / 'tfds'
-  if tfds_script.exists():
-    cmd = [str(tfds_script)]
-  else:
-    cmd = [sys.executable, '-m', 'tensorflow_datasets.scripts.cli.main']
-  cmd += ['build', 'tfds_builders/ser_synthetic', '--config=tiny',
-          f'--data_dir={tmp_path}']
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  env.pop('PYTHONPATH', None)   # the CLI must find the repo by itself
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300)
+  proc = cli.run_build('ser_synthetic', '--config=tiny', f'--data_dir={tmp_path}', timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   builder = tfds.builder_from_directory(
       str(tmp_path / 'ser_synthetic' / 'tiny' / str(ssb.Builder.VERSION)))
