@@ -11,6 +11,12 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+if __name__ == '__main__':
+  # Huge pages for XLA's per-step buffers: a glibc tunable, read at start-up,
+  # so this restarts the command with it once (ser_jax/xla_setup.py).
+  from ser_jax import xla_setup  # pylint: disable=g-import-not-at-top
+  xla_setup.reexec_with_malloc_tunable()
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402

@@ -4,8 +4,9 @@
 
 Prints one JSON line per model: examples/s, step time, compile time, parameter
 count and peak memory (host RSS on CPU; device peak on GPU), XLA's FLOP count
-and the fraction of the device's peak it reaches (GPUs), with the device, the
-dtype and the config it ran. The step is the real `train_step` (features on
+and the fraction of the device's peak it reaches (GPUs), minor page faults per
+step and GLIBC_TUNABLES (see ser_jax/xla_setup.py), with the device, the dtype
+and the config it ran. The step is the real `train_step` (features on
 device, forward, backward, optimiser update) on random audio; `--inputs=features`
 starts it from cached front-end output instead (what a run with
 `feature_cache=True` does, and what the Keras/PyTorch peers time), and
@@ -22,6 +23,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ser_jax import xla_setup  # noqa: E402
+
+if __name__ == '__main__':
+  xla_setup.reexec_with_malloc_tunable()   # huge pages for XLA's buffers (see xla_setup)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -133,11 +139,13 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
   state, m = compiled(state, batch)  # warm-up
   jax.block_until_ready(m)
   times = []
+  faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(steps):
     t0 = time.perf_counter()
     state, m = compiled(state, batch)
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t0)
+  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / steps
   step_s = float(np.median(times))
   top_ops = profile_ops(compiled, state, batch, profile_dir, 3) if profile_dir else None
   flops = None
@@ -160,6 +168,8 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
       'peak_fraction': round(flops / step_s / (peak * 1e12), 3) if flops and peak else None,
       'peak_memory_mib': round(peak_memory_bytes() / 2**20, 1),
       'loss_finite': bool(np.isfinite(float(m['loss']))),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES') or None,
+      'page_faults_per_step': round(faults),   # minor faults: fresh memory touched
       **({'top_ops_ms_per_step': top_ops} if top_ops else {}),
   }
 

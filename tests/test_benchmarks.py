@@ -22,3 +22,10 @@ def test_train_step_benchmark_reports_speed_and_profile(tmp_path):
     assert r['xla_gflop_per_step'] and 0 < r['peak_fraction']
     assert r['top_ops_ms_per_step'] and all(v >= 0 for v in r['top_ops_ms_per_step'].values())
     assert os.path.isdir(tmp_path / r['model'])
+    assert r['page_faults_per_step'] >= 0
+  # The benchmark restarts itself with the huge-page tunable where it helps.
+  from ser_jax import xla_setup
+  env_missing = xla_setup.malloc_tunable_missing(
+      {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'})
+  if env_missing and 'GLIBC_TUNABLES' not in os.environ:
+    assert all(r['glibc_tunables'] == xla_setup.MALLOC_TUNABLE for r in lines)

@@ -29,3 +29,43 @@ def test_importing_ser_jax_sets_the_flags_before_jax_starts():
   out = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True,
                        text=True, check=True)
   assert out.stdout.split() == list(xla_setup.DEFAULT_FLAGS)
+
+
+def test_malloc_tunable_is_wanted_only_where_it_changes_something():
+  glibc = ('glibc', '2.36')
+  missing = lambda env, mode='madvise', libc=glibc: xla_setup.malloc_tunable_missing(
+      env, thp_mode=mode, libc=libc)
+  if not sys.platform.startswith('linux'):
+    assert not missing({})
+    return
+  assert missing({})
+  assert missing({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'})
+  assert not missing({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=2'})   # the user's value wins
+  assert not missing({'SER_JAX_XLA_DEFAULTS': 'off'})                # opt out
+  assert not missing({}, mode='always') and not missing({}, mode='never')
+  assert not missing({}, libc=('glibc', '2.31'))                     # no such tunable yet
+  assert not missing({}, libc=('', ''))                              # musl, ...
+  env = xla_setup.with_malloc_tunable({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2', 'A': 'b'})
+  assert env == {'GLIBC_TUNABLES': f'glibc.malloc.arena_max=2:{xla_setup.MALLOC_TUNABLE}',
+                 'A': 'b'}
+  assert xla_setup.with_malloc_tunable({})['GLIBC_TUNABLES'] == xla_setup.MALLOC_TUNABLE
+
+
+def test_entry_point_restarts_once_with_the_tunable_and_the_same_arguments():
+  code = ('import os, sys\n'
+          'from ser_jax import xla_setup\n'
+          'print("start", flush=True)\n'
+          'xla_setup.reexec_with_malloc_tunable()\n'
+          'print(os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])\n')
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('GLIBC_TUNABLES', 'SER_JAX_XLA_DEFAULTS')}
+  out = subprocess.run([sys.executable, '-c', code, 'a b', '--x=1'], cwd=REPO, env=env,
+                       capture_output=True, text=True, check=True).stdout.splitlines()
+  if xla_setup.malloc_tunable_missing(env):       # this machine: glibc, THP 'madvise'
+    assert out == ['start', 'start', f"{xla_setup.MALLOC_TUNABLE} ['a b', '--x=1']"]
+  else:
+    assert out == ['start', "None ['a b', '--x=1']"]
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                       env={**env, 'SER_JAX_XLA_DEFAULTS': '0'}, capture_output=True,
+                       text=True, check=True).stdout.splitlines()
+  assert out == ['start', 'None []']
