@@ -18,12 +18,12 @@ says when it came too late.
 Huge pages. XLA:CPU allocates a step's buffers afresh on every call, and
 glibc serves large blocks with new `mmap` regions that it returns on free, so
 every step touches fresh memory: ~20,000 page faults per cnn2d_bilstm step
-(83 MB of 4 KiB pages, ~30 % of its time on 2 cores). With glibc's
+(83 MB of 4 KiB pages, ~27 % of its time on 2 cores). With glibc's
 `glibc.malloc.hugetlb=1` tunable those regions are advised to use 2 MiB
-transparent huge pages: 50× fewer faults, 1.4× the examples/s (README,
+transparent huge pages: 50× fewer faults, 1.37× the examples/s (README,
 "Benchmarks"). A tunable is read when the process starts, so the entry
-points (`run.py`, the benchmarks) call `reexec_with_malloc_tunable()` first:
-on Linux with glibc ≥ 2.35, transparent huge pages in `madvise` mode and the
+points (`run.py`, `benchmarks/train_step.py`) call `reexec_with_malloc_tunable()`
+first: on Linux with glibc ≥ 2.35, transparent huge pages in `madvise` mode and the
 tunable not yet set, it restarts the same command with it added to
 `GLIBC_TUNABLES` (the library never re-executes a process it was imported
 into; set the variable yourself there). `SER_JAX_XLA_DEFAULTS=0` turns this
