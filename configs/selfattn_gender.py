@@ -20,18 +20,12 @@ from configs import common
 
 
 def get_config(arg: str = 'iemocap'):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-
-  c.data = ml_collections.ConfigDict(dict(
-      name='iemocap',
-      builder_config='',
-      data_dir=config_dict.placeholder(str),   # None: TFDS's default
-      split='all',
-      classes=('neutral', 'happy', 'sad', 'angry'),   # IEMOCAP: exc counts as happy
-      exclude_labels=(),          # ('exc',): the 4-class set without the merge
-      where={'improvised': True},  # the paper uses improvised dialogs only
-  ))
+  common.check_arg(arg, ('iemocap',))
+  c = common.base()
+  c.data = common.data('iemocap', classes=('neutral', 'happy', 'sad', 'angry'))
+  # IEMOCAP: exc counts as happy; exclude_labels=('exc',) gives the 4-class set
+  # without the merge. The paper uses improvised dialogs only.
+  c.data.where = {'improvised': True}
   # Speaker-independent protocol: 10-fold leave-one-speaker-out, the test
   # speaker's session partner validates; every fold, five seeds (the paper).
   # `folds=''` runs only `fold`; 'all' or '0,3' run several (ser_jax/protocols.py).
@@ -55,47 +49,29 @@ def get_config(arg: str = 'iemocap'):
       linear_units=768, lstm_units=128,
       attention_dim=256, attention_heads=1, attention_activation='relu',
       use_gender=True, gender_embed_dim=300, gender_units=64, hidden_units=64,
-      dtype='float32',            # compute dtype; 'bfloat16' on GPUs/AVX512-BF16 CPUs
+      dtype='float32',            # compute dtype; 'bfloat16' for GPUs (no gain on CPU)
   ))
 
   c.optimizer = 'nadam'
   c.learning_rate = 1e-4
-  c.grad_clip_norm = 0.0          # 0: off
-  c.batch_size = 40               # global, over all devices and hosts
-  c.grad_accum_steps = 1          # micro-batches per update (divides the per-device batch)
+  c.batch_size = 40
   c.num_epochs = 30
-  c.eval_every_epochs = 1.0
   c.aggregation = 'max'           # segment → utterance posteriors
-  # Model selection on validation only (the paper: validation UAR).
+  # Model selection on validation only (the paper: validation UAR); no early stopping.
   c.selection = ml_collections.ConfigDict(dict(metric='val_uar', mode='max'))
   c.early_stopping = ml_collections.ConfigDict(dict(
       metric='val_uar', mode='max', patience=0, min_delta=0.0))  # patience 0: off
-  c.log_every_steps = 50
-  c.checkpoint_keep = 2           # the last K checkpoints, plus the best one
-  c.checkpoint_every_steps = 0    # 0: only at evaluations (and on SIGTERM)
-  c.augment = common.augment()    # all off (the paper uses none)
-  c.feature_cache = True          # front end once per run (off with waveform augmentation)
 
-  if arg == 'iemocap':
-    pass
-  elif arg in ('synthetic', 'tiny'):
-    c.data.name = 'ser_synthetic'
-    c.data.builder_config = 'demo' if arg == 'synthetic' else 'tiny'
-    c.data.where = {}
-    c.seeds = ()
-    c.reference = ''
+  if arg in ('synthetic', 'tiny'):
+    common.use_synthetic(c, arg)
+    c.learning_rate = 1e-3
     if arg == 'synthetic':
-      # 10 speakers in 5 sessions: test session 1, validate on session 2.
-      c.protocol = ml_collections.ConfigDict(dict(name='loso_session', fold=0, folds=''))
       c.model.conv_features = (32, 64, 64)
       c.model.linear_units = 128
       c.model.lstm_units = 64
       c.model.attention_dim = 64
-      c.learning_rate = 1e-3
       c.num_epochs = 12
-      c.log_every_steps = 10
     else:
-      c.protocol.folds = ''
       c.features.segment_seconds = 1.0
       c.features.segment_hop_seconds = 1.0
       c.model.conv_features = (8, 16)
@@ -105,10 +81,4 @@ def get_config(arg: str = 'iemocap'):
       c.model.gender_embed_dim = 8
       c.model.gender_units = 8
       c.model.hidden_units = 16
-      c.learning_rate = 1e-3
-      c.batch_size = 8
-      c.num_epochs = 2
-      c.log_every_steps = 1
-  else:
-    raise ValueError(f'unknown config argument {arg!r}: iemocap, synthetic or tiny')
   return c

@@ -15,17 +15,15 @@ length, so padding never changes the output.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from ser_jax.models import heads
 from ser_jax.models import layers
 
 
-class CNN1DLSTM(nn.Module):
-  num_classes: int
+class CNN1DLSTM(heads.SERModel):
   conv_features: Sequence[int] = (256, 256, 128, 64)
   conv_kernel: int = 5                      # frames
   pool_window: int = 5
@@ -36,10 +34,6 @@ class CNN1DLSTM(nn.Module):
   lstm_layers: int = 1
   hidden_units: Sequence[int] = (32,)
   hidden_dropout: float = 0.3
-  use_gender: bool = False
-  gender_embed_dim: int = 300
-  gender_units: int = 64
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats, mask, gender, train: bool = False):
@@ -57,8 +51,4 @@ class CNN1DLSTM(nn.Module):
       x, last = layers.LSTM(self.lstm_units, dtype=self.dtype,
                             name=f'lstm{i}' if i else 'lstm')(x, lengths)
     x = last  # final hidden state, after each segment's last valid frame
-    return heads.classifier(
-        x, gender, self.num_classes, use_gender=self.use_gender,
-        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
-        hidden_units=self.hidden_units, hidden_dropout=self.hidden_dropout,
-        train=train, dtype=self.dtype)
+    return self.classify(x, gender, train)

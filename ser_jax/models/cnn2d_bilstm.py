@@ -11,17 +11,15 @@ frames of each segment (`seq_lengths`), so padding never changes the output.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from ser_jax.models import heads
 from ser_jax.models import layers
 
 
-class CNN2DBiLSTM(nn.Module):
-  num_classes: int
+class CNN2DBiLSTM(heads.SERModel):
   conv_features: Sequence[int] = (32, 64)
   conv_kernel: Sequence[int] = (3, 3)       # (time, coefficient)
   conv_padding: str = 'VALID'
@@ -29,11 +27,6 @@ class CNN2DBiLSTM(nn.Module):
   dropout: float = 0.3                      # after the conv blocks
   lstm_units: int = 128                     # per direction
   hidden_units: Sequence[int] = (128,)
-  hidden_dropout: float = 0.0
-  use_gender: bool = False
-  gender_embed_dim: int = 300
-  gender_units: int = 64
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats, mask, gender, train: bool = False):
@@ -53,8 +46,4 @@ class CNN2DBiLSTM(nn.Module):
     # Final hidden state of both directions (Keras Bidirectional(LSTM(128))).
     _, x = layers.LSTM(self.lstm_units, bidirectional=True, dtype=self.dtype,
                        name='bilstm')(x, lengths)
-    return heads.classifier(
-        x, gender, self.num_classes, use_gender=self.use_gender,
-        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
-        hidden_units=self.hidden_units, hidden_dropout=self.hidden_dropout,
-        train=train, dtype=self.dtype)
+    return self.classify(x, gender, train)

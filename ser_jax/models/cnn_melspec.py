@@ -15,17 +15,15 @@ the silence the front end made of them, as in the paper's images).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from ser_jax.models import heads
 from ser_jax.models import layers
 
 
-class CNNMelSpec(nn.Module):
-  num_classes: int
+class CNNMelSpec(heads.SERModel):
   conv_features: Sequence[int] = (256, 256, 128, 64)
   conv_kernel: Sequence[int] = (5, 5)
   pool_window: Sequence[int] = (5, 5)
@@ -35,10 +33,6 @@ class CNNMelSpec(nn.Module):
   hidden_units: Sequence[int] = (32,)
   hidden_dropout: float = 0.3
   mask_input: bool = True
-  use_gender: bool = False
-  gender_embed_dim: int = 300
-  gender_units: int = 64
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats, mask, gender, train: bool = False):
@@ -53,8 +47,4 @@ class CNNMelSpec(nn.Module):
       if self.block_dropout and i == self.dropout_after_block:
         x = nn.Dropout(self.block_dropout)(x, deterministic=not train)
     x = x.reshape(x.shape[0], -1)
-    return heads.classifier(
-        x, gender, self.num_classes, use_gender=self.use_gender,
-        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
-        hidden_units=self.hidden_units, hidden_dropout=self.hidden_dropout,
-        train=train, dtype=self.dtype)
+    return self.classify(x, gender, train)

@@ -71,9 +71,8 @@ class AdditiveAttentionPool(nn.Module):
     return jnp.einsum('bt,btd->bd', alpha, x)
 
 
-class ConvBiLSTMAttention(nn.Module):
+class ConvBiLSTMAttention(heads.SERModel):
   """Bhushan et al. Model 2 (`pooling='self_attention'`) and Model 1 ('additive')."""
-  num_classes: int
   conv_features: Sequence[int] = (128, 256, 256, 256, 256, 256)
   conv_kernel: Sequence[int] = (5, 3)       # (time, frequency)
   pool: Sequence[int] = (2, 2)              # after the first conv only
@@ -84,10 +83,7 @@ class ConvBiLSTMAttention(nn.Module):
   attention_heads: int = 1
   attention_activation: str = 'relu'
   use_gender: bool = True
-  gender_embed_dim: int = 300
-  gender_units: int = 64
   hidden_units: int = 64
-  dtype: Any = jnp.float32                  # compute dtype (params stay float32)
 
   @nn.compact
   def __call__(self, feats, mask, gender, train: bool = False):
@@ -112,7 +108,4 @@ class ConvBiLSTMAttention(nn.Module):
       x = AdditiveAttentionPool(self.attention_dim, dtype=self.dtype, name='attention')(x, mask)
     else:
       raise ValueError(f'unknown pooling {self.pooling!r}')
-    return heads.classifier(
-        x, gender, self.num_classes, use_gender=self.use_gender,
-        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
-        hidden_units=self.hidden_units, train=train, dtype=self.dtype)
+    return self.classify(x, gender, train)

@@ -1,10 +1,10 @@
-"""Pieces shared by the model zoo: the optional gender branch, the classifier
-head, and frame-length bookkeeping for padded segments.
+"""Pieces shared by the model zoo: `SERModel` (the common fields, the optional
+gender branch and the classifier head) and frame-length bookkeeping for
+padded segments.
 
-The helpers are plain functions called from inside a module's `@nn.compact`
-method, so the layers they create belong to that module and keep flat names
-(`gender_embedding`, `gender_dense`, `hidden`, `logits`), whichever model
-calls them.
+The head is called from inside a model's `@nn.compact` method, so the layers
+it creates belong to that model and keep flat names (`gender_embedding`,
+`gender_dense`, `hidden`, `logits`), whichever model calls it.
 """
 from __future__ import annotations
 
@@ -25,27 +25,42 @@ def gender_concat(x, gender, *, embed_dim: int, units: int, dtype: Any = jnp.flo
   return jnp.concatenate([x, g.astype(x.dtype)], axis=-1)
 
 
-def classifier(x, gender, num_classes: int, *, use_gender: bool = False,
-               gender_embed_dim: int = 300, gender_units: int = 64,
-               hidden_units: Sequence[int] | int = (), input_dropout: float = 0.0,
-               hidden_dropout: float = 0.0, train: bool = False, dtype: Any = jnp.float32):
-  """Utterance representation [B, D] → float32 logits [B, num_classes].
+class SERModel(nn.Module):
+  """Base of every model in the zoo: the fields they share and their head.
 
-  x → dropout(input_dropout) → [gender branch concatenated] → for each width
-  in hidden_units: dense → ReLU → dropout(hidden_dropout) → dense(num_classes).
-  Dense layers are named `hidden`, `hidden1`, ... and `logits`.
+  A model adds its encoder's fields (overriding these defaults where its
+  paper differs) and ends its `@nn.compact __call__` with
+  `return self.classify(x, gender, train)`.
   """
-  if input_dropout:
-    x = nn.Dropout(input_dropout)(x, deterministic=not train)
-  if use_gender:
-    x = gender_concat(x, gender, embed_dim=gender_embed_dim, units=gender_units, dtype=dtype)
-  if isinstance(hidden_units, int):
-    hidden_units = (hidden_units,) if hidden_units else ()
-  for i, width in enumerate(hidden_units):
-    x = nn.relu(nn.Dense(width, dtype=dtype, name='hidden' if i == 0 else f'hidden{i}')(x))
-    if hidden_dropout:
-      x = nn.Dropout(hidden_dropout)(x, deterministic=not train)
-  return nn.Dense(num_classes, dtype=dtype, name='logits')(x).astype(jnp.float32)
+  num_classes: int
+  use_gender: bool = False                  # Bhushan et al.'s gender branch, on any model
+  gender_embed_dim: int = 300
+  gender_units: int = 64
+  hidden_units: Sequence[int] | int = ()
+  hidden_dropout: float = 0.0
+  dtype: Any = jnp.float32                  # compute dtype (params stay float32)
+
+  def classify(self, x, gender, train: bool, input_dropout: float = 0.0):
+    """Utterance representation [B, D] → float32 logits [B, num_classes].
+
+    x → dropout(input_dropout) → [gender branch concatenated] → for each width
+    in hidden_units: dense → ReLU → dropout(hidden_dropout) → dense(num_classes).
+    Dense layers are named `hidden`, `hidden1`, ... and `logits` in the
+    calling model's scope.
+    """
+    if input_dropout:
+      x = nn.Dropout(input_dropout)(x, deterministic=not train)
+    if self.use_gender:
+      x = gender_concat(x, gender, embed_dim=self.gender_embed_dim, units=self.gender_units,
+                        dtype=self.dtype)
+    hidden = self.hidden_units
+    if isinstance(hidden, int):
+      hidden = (hidden,) if hidden else ()
+    for i, width in enumerate(hidden):
+      x = nn.relu(nn.Dense(width, dtype=self.dtype, name='hidden' if i == 0 else f'hidden{i}')(x))
+      if self.hidden_dropout:
+        x = nn.Dropout(self.hidden_dropout)(x, deterministic=not train)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(x).astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------

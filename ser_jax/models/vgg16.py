@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -104,19 +104,12 @@ def _constant(value: np.ndarray, name: str):
   return init
 
 
-class VGG16Transfer(nn.Module):
-  num_classes: int
+class VGG16Transfer(heads.SERModel):
   block_features: Sequence[Sequence[int]] = VGG16_BLOCKS
   pretrained_path: Optional[str] = None
   freeze_base: Optional[bool] = None        # None: frozen iff pretrained weights are loaded
   dropout: float = 0.5                      # after flatten
-  hidden_units: Sequence[int] = ()
-  hidden_dropout: float = 0.0
   mask_input: bool = True
-  use_gender: bool = False
-  gender_embed_dim: int = 300
-  gender_units: int = 64
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats, mask, gender, train: bool = False):
@@ -159,8 +152,4 @@ class VGG16Transfer(nn.Module):
     if freeze:
       x = jax.lax.stop_gradient(x)
     x = x.reshape(x.shape[0], -1)
-    return heads.classifier(
-        x, gender, self.num_classes, use_gender=self.use_gender,
-        gender_embed_dim=self.gender_embed_dim, gender_units=self.gender_units,
-        hidden_units=self.hidden_units, input_dropout=self.dropout,
-        hidden_dropout=self.hidden_dropout, train=train, dtype=self.dtype)
+    return self.classify(x, gender, train, input_dropout=self.dropout)
