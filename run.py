@@ -53,7 +53,6 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import sharding  # pylint: disable=g-import-not-at-top
   from ser_jax import train  # pylint: disable=g-import-not-at-top
@@ -78,28 +77,11 @@ def main(argv):
         print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
               f'  (checkpoint step {results["checkpoint_step"]}, results in '
               f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
-    elif config.get('trainer', 'neural') == 'svm':
-      if _MODE.value != 'predict' or not _WAV.value:
-        raise app.UsageError(
-            f'--mode={_MODE.value} is not available for the SVM trainer: training writes '
-            'results.json (validation and test) and svm_model.joblib; --mode=predict '
-            '--wav=... uses that model')
-      from ser_jax import predict, svm  # pylint: disable=g-import-not-at-top
-      failed = 0
-      for path in predict.expand_paths(_WAV.value):
-        try:
-          audio = predict.load_audio(path, config.features.sample_rate)
-        except (ValueError, OSError) as e:
-          print(json.dumps({'path': path, 'error': str(e)}), flush=True)
-          failed += 1
-          continue
-        probs = svm.predict_waveforms(_WORKDIR.value, [audio])[0]
-        classes = list(config.data.classes)
-        print(json.dumps({'path': path, 'emotion': classes[int(np.argmax(probs))],
-                          'probabilities': {c: round(float(p), 5)
-                                            for c, p in zip(classes, probs)}}), flush=True)
-      if failed:
-        sys.exit(1)
+    elif config.get('trainer', 'neural') == 'svm' and _MODE.value != 'predict':
+      raise app.UsageError(
+          f'--mode={_MODE.value} is not available for the SVM trainer: training writes '
+          'results.json (validation and test) and svm_model.joblib; --mode=predict '
+          '--wav=... uses that model')
     elif _MODE.value == 'evaluate':
       from ser_jax import predict  # pylint: disable=g-import-not-at-top
       ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value,

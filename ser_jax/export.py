@@ -38,11 +38,9 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   params = jax.device_get(state.params)
   norm = jax.device_get(state.norm)
   sr = int(config.features.sample_rate)
-  seg_len = train_lib.segment_samples(config)
-  hop = int(round(config.features.segment_hop_seconds * sr))
+  seg_len, hop, max_segments = train_lib.segmentation(config)
   classes = list(exp.class_names)
   aggregation = config.aggregation
-  max_segments = int(config.features.get('max_segments', 0) or 0)
 
   def segment_probs(p, audio, lengths, gender):
     feats, mask = exp.frontend(audio, lengths)

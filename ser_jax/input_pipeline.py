@@ -269,7 +269,7 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
   if segment_samples <= 0 or hop_samples <= 0:
     raise ValueError('segment and hop lengths must be positive')
   counts = [1 + max(0, -(-(len(a) - segment_samples) // hop_samples)) for a in utts.audio]
-  if max_segments and max_segments > 0:
+  if max_segments > 0:
     counts = [min(c, int(max_segments)) for c in counts]
   total = int(np.sum(counts))
   audio = np.zeros((total, segment_samples), np.int16)

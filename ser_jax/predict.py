@@ -1,4 +1,4 @@
-"""Emotion of audio files with a trained checkpoint.
+"""Emotion of audio files with a trained run (a checkpoint, or the fitted SVM).
 
 Any container, sample rate and channel count that libsndfile reads: audio is
 down-mixed to mono, resampled to 16 kHz with soxr, cut into the model's
@@ -54,8 +54,12 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
   """Yields one result per path: {'path', 'emotion', 'probabilities', ...} or {'path', 'error'}.
 
   With a gender-conditioned model and no `gender`, the posteriors of both
-  gender inputs are averaged.
+  gender inputs are averaged. A run of the SVM trainer (`config.trainer='svm'`)
+  uses its fitted model (svm_model.joblib); `gender` and `checkpoint` do not apply.
   """
+  if config.get('trainer', 'neural') == 'svm':
+    yield from _predict_files_svm(config, workdir, paths)
+    return
   if gender is not None and gender not in GENDERS:
     raise ValueError(f'gender must be one of {GENDERS}, not {gender!r}')
   exp = train_lib.build_experiment(config, with_data=False)
@@ -63,28 +67,52 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
   state, step = train_lib.restore_for_eval(exp, ckpt, step)
   eval_step = train_lib.make_eval_step(exp)
   sr = config.features.sample_rate
-  seg_len = train_lib.segment_samples(config)
-  hop = int(round(config.features.segment_hop_seconds * sr))
+  segmentation = train_lib.segmentation(config)
   genders = [GENDERS.index(gender)] if gender else [0, 1]
-  for path in paths:
-    try:
-      audio = load_audio(path, sr)
-    except (ValueError, OSError) as e:
-      yield {'path': path, 'error': str(e)}
+  for path, audio, error in _decoded(paths, sr):
+    if error:
+      yield {'path': path, 'error': error}
       continue
     probs = []
     for g in genders:
       utts = input_pipeline.Utterances([audio], np.zeros(1, np.int32), np.full(1, g, np.int32),
                                        np.asarray(['?']), np.asarray([path]))
-      seg = input_pipeline.segment(utts, seg_len, hop, config.features.get('max_segments', 0))
+      seg = input_pipeline.segment(utts, *segmentation)
       p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
       probs.append(evaluate_lib.aggregate(p, seg.utterance, 1, config.aggregation)[0])
     probs = np.mean(probs, axis=0)
     probs = probs / probs.sum()  # max-pooled posteriors do not sum to one
-    yield {'path': path, 'emotion': exp.class_names[int(probs.argmax())],
-           'probabilities': {c: round(float(v), 5) for c, v in zip(exp.class_names, probs)},
+    yield {**_result(path, exp.class_names, probs),
            'duration': round(len(audio) / sr, 3), 'segments': int(len(seg)),
            'gender': gender or 'unknown (averaged)', 'checkpoint_step': int(step)}
+
+
+def _predict_files_svm(config, workdir: str, paths: Iterable[str]) -> Iterator[dict]:
+  """predict_files for the SVM trainer: the run's fitted scaler + SVM on the
+  whole file's statistics (no segments, no gender input)."""
+  from ser_jax import svm  # pylint: disable=g-import-not-at-top
+  model = svm.load_model(workdir)
+  for path, audio, error in _decoded(paths, config.features.sample_rate):
+    if error:
+      yield {'path': path, 'error': error}
+      continue
+    yield {**_result(path, model['classes'], svm.predict_waveforms(model, [audio])[0]),
+           'duration': round(len(audio) / config.features.sample_rate, 3)}
+
+
+def _decoded(paths: Iterable[str], sample_rate: int):
+  """(path, int16 audio, None) per path, or (path, None, message) for a file
+  that cannot be read."""
+  for path in paths:
+    try:
+      yield path, load_audio(path, sample_rate), None
+    except (ValueError, OSError) as e:
+      yield path, None, str(e)
+
+
+def _result(path: str, classes, probs) -> dict:
+  return {'path': path, 'emotion': classes[int(np.argmax(probs))],
+          'probabilities': {c: round(float(v), 5) for c, v in zip(classes, probs)}}
 
 
 def resolve_checkpoint(workdir: str | None, checkpoint: str | None, selection=None):

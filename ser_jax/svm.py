@@ -317,9 +317,11 @@ def load_model(workdir: str) -> dict:
   return joblib.load(path)
 
 
-def predict_waveforms(workdir: str, waveforms, cache_dir=False) -> np.ndarray:
-  """Posteriors [N, K] of 16 kHz waveforms (int16 or float) with a run's SVM."""
-  model = load_model(workdir)
+def predict_waveforms(workdir_or_model, waveforms, cache_dir=False) -> np.ndarray:
+  """Posteriors [N, K] of 16 kHz waveforms (int16 or float) with a run's SVM
+  (its workdir, or the model `load_model` returned)."""
+  model = (load_model(workdir_or_model) if isinstance(workdir_or_model, (str, os.PathLike))
+           else workdir_or_model)
   x = svm_features_lib.svm_features(list(waveforms), model['sample_rate'],
                                     cache_dir=cache_dir, num_workers=1,
                                     **model['feature_params'])

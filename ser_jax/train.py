@@ -89,6 +89,14 @@ def segment_samples(config) -> int:
   return int(round(config.features.segment_seconds * config.features.sample_rate))
 
 
+def segmentation(config) -> tuple[int, int, int]:
+  """(segment samples, hop samples, max segments per utterance, 0: all): how
+  training, prediction and the export cut utterances into segments."""
+  f = config.features
+  return (segment_samples(config), int(round(f.segment_hop_seconds * f.sample_rate)),
+          int(f.get('max_segments', 0) or 0))
+
+
 def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> Experiment:
   """Builds front end, model and optimiser; with data, also loads the corpus
   (or takes `corpus` = `input_pipeline.load_corpus`'s result, already loaded),
@@ -110,10 +118,7 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
           parts['train'], offline, config.seed, config.features.sample_rate)
     logging.info('Protocol %s fold %s:\n%s', config.protocol.name,
                  config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
-    seg_len = segment_samples(config)
-    hop = int(round(config.features.segment_hop_seconds * config.features.sample_rate))
-    exp.segments = {name: input_pipeline.segment(u, seg_len, hop,
-                                                 config.features.get('max_segments', 0))
+    exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
                     for name, u in parts.items()}
   return exp
 

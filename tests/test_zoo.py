@@ -16,9 +16,11 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+import soundfile
 
 from ser_jax import features as features_lib
 from ser_jax import models
+from ser_jax import predict
 from ser_jax import svm
 from ser_jax import svm_features
 from ser_jax import train
@@ -298,6 +300,16 @@ def test_every_config_trains_and_evaluates_on_the_tiny_corpus(name, tiny_corpus,
     probs = svm.predict_waveforms(workdir, audio)
     np.testing.assert_allclose(
         probs, [p['probabilities'] for p in results['test']['predictions']], atol=1e-4)
+    # --mode=predict on files: a WAV of the first test utterance, and a bad file.
+    wav, bad = str(tmp_path / 'clip.wav'), str(tmp_path / 'bad.wav')
+    soundfile.write(wav, audio[0], 16000, subtype='PCM_16')
+    with open(bad, 'wb') as f:
+      f.write(b'not audio')
+    good, error = predict.predict_files(config, workdir, [wav, bad])
+    assert error['path'] == bad and 'cannot decode' in error['error']
+    assert good['path'] == wav and list(good['probabilities']) == list(config.data.classes)
+    np.testing.assert_allclose(list(good['probabilities'].values()), probs[0], atol=1e-4)
+    assert good['emotion'] == config.data.classes[int(np.argmax(probs[0]))]
 
 
 def test_svm_augments_the_training_files_only(tiny_corpus, tmp_path):
