@@ -52,18 +52,30 @@ def evaluate_segments(eval_step: Callable, state, seg: input_pipeline.Segments,
   """Utterance-level report (UAR, WA, confusion, per class) of one split."""
   probs = segment_posteriors(eval_step, state, seg, batch_size, mesh)
   utt_probs = aggregate(probs, seg.utterance, len(seg.utterances), aggregation)
-  pred = utt_probs.argmax(axis=1)
-  report = metrics_lib.report(seg.utterances.labels, pred, class_names)
   # Segment-level cross-entropy (what Keras reports as validation loss).
-  report['loss'] = float(-np.log(np.maximum(
-      probs[np.arange(len(probs)), seg.labels], 1e-12)).mean())
+  return utterance_report(seg.utterances, utt_probs, class_names, aggregation,
+                          loss=cross_entropy(probs, seg.labels), num_segments=len(seg))
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
+  """Mean -log p(true class) of posteriors [N, K]."""
+  return float(-np.log(np.maximum(probs[np.arange(len(probs)), labels], 1e-12)).mean())
+
+
+def utterance_report(utts: input_pipeline.Utterances, probs: np.ndarray, class_names,
+                     aggregation: str, loss: float, num_segments: int) -> dict:
+  """The report of a split from its utterance posteriors [U, K]: metrics
+  (`metrics.report`), 'loss', 'aggregation', 'num_segments' and one
+  prediction per utterance. Both trainers report through it."""
+  pred = probs.argmax(axis=1)
+  report = metrics_lib.report(utts.labels, pred, class_names)
+  report['loss'] = loss
   report['aggregation'] = aggregation
-  report['num_segments'] = int(len(seg))
+  report['num_segments'] = int(num_segments)
   report['predictions'] = [
       {'path': str(p), 'speaker': str(s), 'label': class_names[int(t)],
        'predicted': class_names[int(y)], 'probabilities': [round(float(v), 5) for v in pr]}
-      for p, s, t, y, pr in zip(seg.utterances.paths, seg.utterances.speakers,
-                                seg.utterances.labels, pred, utt_probs)]
+      for p, s, t, y, pr in zip(utts.paths, utts.speakers, utts.labels, pred, probs)]
   return report
 
 

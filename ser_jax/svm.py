@@ -30,11 +30,9 @@ NaN. The fitted pipeline is saved as `WORKDIR/svm_model.joblib`
 """
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import time
 import warnings
@@ -101,45 +99,18 @@ def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dic
   """
   aug_cfg = {k: v for k, v in aug_cfg.items() if k != 'include_original'}
   aug_cfg['include_original'] = False
-  out, todo, paths, jobs = [None] * len(waveforms), [], {}, []
-  for i, y in enumerate(waveforms):
+  jobs, paths = [], []
+  for y in waveforms:
     y = np.asarray(y)
     file_seed = int(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()[:8], 16)
     file_seed = (file_seed + 1_000_003 * int(seed)) % (2 ** 32)
-    if cache_dir:
-      key = _aug_key(y, sr, aug_cfg, file_seed, params)
-      path = Path(cache_dir) / key[:2] / f'{key}.npy'
-      if path.exists():
-        try:
-          out[i] = np.load(path, allow_pickle=False)
-          continue
-        except (OSError, ValueError):
-          pass
-      paths[i] = path
-    todo.append(i)
     jobs.append((y, int(sr), aug_cfg, file_seed, params))
-  if todo:
-    t0 = time.time()
-    vecs = None
-    if num_workers > 1 and len(todo) >= _MIN_PARALLEL:
-      try:
-        ctx = multiprocessing.get_context('spawn')
-        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as ex:
-          vecs = list(ex.map(_augmented_vectors, jobs,
-                             chunksize=max(1, len(jobs) // (8 * num_workers))))
-      except concurrent.futures.process.BrokenProcessPool:
-        logging.warning('svm: augmentation workers failed; augmenting serially.')
-    if vecs is None:
-      vecs = [_augmented_vectors(j) for j in jobs]
-    for i, v in zip(todo, vecs):
-      out[i] = v
-      if i in paths:
-        paths[i].parent.mkdir(parents=True, exist_ok=True)
-        tmp = paths[i].with_suffix(f'.{os.getpid()}.tmp')
-        with open(tmp, 'wb') as f:
-          np.save(f, v, allow_pickle=False)
-        os.replace(tmp, paths[i])
-    logging.info('svm: augmented %d training files in %.1fs.', len(todo), time.time() - t0)
+    paths.append(svm_features_lib.cache_path(cache_dir, _aug_key(y, sr, aug_cfg, file_seed, params))
+                 if cache_dir else None)
+  t0 = time.time()
+  out = svm_features_lib.cached_map(_augmented_vectors, jobs, paths, num_workers, _MIN_PARALLEL)
+  logging.info('svm: augmented statistics of %d training files in %.1fs.', len(jobs),
+               time.time() - t0)
   return out
 
 
@@ -178,28 +149,16 @@ def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
 
 
 def split_report(clf, x, utts, class_names, aggregation: str) -> dict:
-  from ser_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  """evaluate.utterance_report of the SVM's posteriors (one vector per utterance)."""
+  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   probs, calibrated = posteriors(clf, x, len(class_names))
-  pred = probs.argmax(axis=1)
-  report = metrics_lib.report(utts.labels, pred, class_names)
-  report['loss'] = float(-np.log(np.maximum(
-      probs[np.arange(len(probs)), utts.labels], 1e-12)).mean()) if calibrated else float('nan')
-  report['aggregation'] = aggregation
-  report['num_segments'] = int(len(utts))       # one statistics vector per utterance
-  report['predictions'] = [
-      {'path': str(p), 'speaker': str(s), 'label': class_names[int(t)],
-       'predicted': class_names[int(y)], 'probabilities': [round(float(v), 5) for v in pr]}
-      for p, s, t, y, pr in zip(utts.paths, utts.speakers, utts.labels, pred, probs)]
-  return report
+  loss = evaluate_lib.cross_entropy(probs, utts.labels) if calibrated else float('nan')
+  return evaluate_lib.utterance_report(utts, probs, class_names, aggregation, loss=loss,
+                                       num_segments=len(utts))
 
 
 def _score(report: dict, metric: str) -> float:
   return report['wa'] if metric == 'val_wa' else report['uar']
-
-
-def _write_json(path, obj):
-  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  evaluate_lib.write_json(path, obj)
 
 
 def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
@@ -211,21 +170,17 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import reports  # pylint: disable=g-import-not-at-top
+  from ser_jax import train as train_lib  # pylint: disable=g-import-not-at-top
 
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  train_lib.write_config(config, workdir)
   scfg = config.svm
   class_names = tuple(config.data.classes)
   utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
   parts, speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
   logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.get('fold'),
                input_pipeline.describe(parts, class_names))
-  _write_json(os.path.join(workdir, 'splits.json'), {
-      'protocol': config.protocol.to_dict(), 'corpus': config.data.name,
-      'classes': list(class_names), 'speakers': speakers,
-      'utterances': {k: sorted(map(str, u.paths)) for k, u in parts.items()}})
+  train_lib.write_splits(config, workdir, class_names, speakers, parts)
 
   # Statistics of every utterance (one call, so that it parallelises).
   sr = int(config.features.get('sample_rate', 16_000))
@@ -301,7 +256,7 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
     warnings.simplefilter('ignore', UserWarning)   # no learning curve to draw
     reports.write_run_reports(workdir, results, [])
   # Written last: its presence marks a finished run (protocols skip it).
-  _write_json(os.path.join(workdir, 'results.json'), results)
+  evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results
 
 

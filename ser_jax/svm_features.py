@@ -136,14 +136,14 @@ def _work(args):
     return feature_vector(y, sr, **params)
 
 
-def _parallel(jobs: list, num_workers: int) -> Optional[list]:
-    """Runs jobs in spawned worker processes; None if the pool breaks (e.g.
-    a script without an `if __name__ == '__main__':` guard)."""
+def _parallel(work, jobs: list, num_workers: int) -> Optional[list]:
+    """Runs `work` on jobs in spawned worker processes; None if the pool breaks
+    (e.g. a script without an `if __name__ == '__main__':` guard)."""
     ctx = multiprocessing.get_context('spawn')
     chunk = max(1, len(jobs) // (8 * num_workers))
     try:
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as ex:
-            return list(ex.map(_work, jobs, chunksize=chunk))
+            return list(ex.map(work, jobs, chunksize=chunk))
     except concurrent.futures.process.BrokenProcessPool:
         warnings.warn('svm_features: worker processes failed; computing serially '
                       "(call from under `if __name__ == '__main__':`)")
@@ -185,31 +185,46 @@ def svm_features(waveforms: Sequence[np.ndarray], sr: int, *,
     """
     params = _params(overrides)
     n_out = int(params['n_mfcc']) + int(params['n_mels']) + 25
-    out = np.zeros((len(waveforms), n_out), np.float32)
     if cache_dir is False:
         root = None
     else:
         root = Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
-    todo, paths = [], {}
-    for i, y in enumerate(waveforms):
-        if root is not None:
-            key = cache_key(np.asarray(y), sr, params)
-            path = root / key[:2] / f'{key}.npy'
-            vec = _load(path) if path.exists() else None
-            if vec is not None and vec.shape == (n_out,):
-                out[i] = vec
-                continue
-            paths[i] = path
-        todo.append(i)
+    paths = [None if root is None else cache_path(root, cache_key(np.asarray(y), sr, params))
+             for y in waveforms]
+    jobs = [(np.asarray(y), int(sr), params) for y in waveforms]
+    vecs = cached_map(_work, jobs, paths, num_workers, _MIN_PARALLEL,
+                      valid=lambda v: v.shape == (n_out,))
+    return np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, n_out), np.float32)
+
+
+def cache_path(root: Path, key: str) -> Path:
+    return Path(root) / key[:2] / f'{key}.npy'
+
+
+def cached_map(work, jobs: Sequence, paths: Sequence[Optional[Path]], num_workers: int,
+               min_parallel: int, valid=lambda v: True) -> list:
+    """[work(job) for job in jobs], each result read from its .npy `paths[i]`
+    when there (and `valid`), else computed and written there atomically
+    (None: not cached). The missing ones run in `num_workers` spawned
+    processes when there are at least `min_parallel` (`work` must be a
+    module-level function), else in this process."""
+    out = [None] * len(jobs)
+    todo = []
+    for i, path in enumerate(paths):
+        vec = _load(path) if path is not None and path.exists() else None
+        if vec is not None and valid(vec):
+            out[i] = vec
+        else:
+            todo.append(i)
     if todo:
-        jobs = [(np.asarray(waveforms[i]), int(sr), params) for i in todo]
+        pending = [jobs[i] for i in todo]
         vecs = None
-        if num_workers > 1 and len(todo) >= _MIN_PARALLEL:
-            vecs = _parallel(jobs, num_workers)
+        if num_workers > 1 and len(todo) >= min_parallel:
+            vecs = _parallel(work, pending, num_workers)
         if vecs is None:
-            vecs = [_work(j) for j in jobs]
+            vecs = [work(j) for j in pending]
         for i, vec in zip(todo, vecs):
             out[i] = vec
-            if i in paths:
+            if paths[i] is not None:
                 _save(paths[i], vec)
     return out

@@ -326,7 +326,8 @@ class TrainingInterrupted(Exception):
     self.signum, self.step = signum, step
 
 
-def _write_config(config, workdir):
+def write_config(config, workdir):
+  """WORKDIR/config.json (process 0)."""
   if monitoring.is_chief():
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -361,14 +362,15 @@ def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
           'val_loss': val['loss'], 'val_uar': val['uar'], 'val_wa': val['wa']}
 
 
-def write_splits(exp: Experiment, workdir: str):
-  """The fold assignment of this run (speakers and utterance paths), for others to reuse."""
+def write_splits(config, workdir: str, class_names, speakers: dict, utterances: dict):
+  """WORKDIR/splits.json: the fold assignment of this run (speakers and the
+  utterance paths of each split, `utterances` = {split: Utterances}), for
+  others to reuse. Both trainers write it."""
   if monitoring.is_chief():
     evaluate_lib.write_json(os.path.join(workdir, 'splits.json'), {
-        'protocol': exp.config.protocol.to_dict(), 'corpus': exp.config.data.name,
-        'classes': list(exp.class_names), 'speakers': exp.speakers,
-        'utterances': {k: sorted(map(str, seg.utterances.paths))
-                       for k, seg in exp.segments.items()}})
+        'protocol': config.protocol.to_dict(), 'corpus': config.data.name,
+        'classes': list(class_names), 'speakers': speakers,
+        'utterances': {k: sorted(map(str, u.paths)) for k, u in utterances.items()}})
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -381,9 +383,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Ends by evaluating the best checkpoint (by `selection`) on validation and test.
   """
   workdir = os.path.abspath(workdir)
-  _write_config(config, workdir)
+  write_config(config, workdir)
   exp = build_experiment(config, mesh, corpus=corpus)
-  write_splits(exp, workdir)
+  write_splits(config, workdir, exp.class_names, exp.speakers,
+               {k: seg.utterances for k, seg in exp.segments.items()})
   if feature_cache_enabled(config):
     # Once per run: the steps, the validations and the normalisation
     # statistics below all read these features.
