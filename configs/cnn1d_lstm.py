@@ -43,11 +43,10 @@ def get_config(arg: str = 'paper'):
       chroma_norm=float('inf'), zcr_threshold=1e-10,
       num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0))
 
-  c.model = ml_collections.ConfigDict(dict(
-      name='cnn1d_lstm', conv_features=(256, 256, 128, 64), conv_kernel=5, pool_window=5,
+  c.model = common.model(
+      'cnn1d_lstm', conv_features=(256, 256, 128, 64), conv_kernel=5, pool_window=5,
       pool_stride=2, block_dropout=0.2, dropout_after_block=2, lstm_units=128,
-      lstm_layers=1, hidden_units=(32,), hidden_dropout=0.3,
-      use_gender=False, gender_embed_dim=300, gender_units=64, dtype='float32'))
+      lstm_layers=1, hidden_units=(32,), hidden_dropout=0.3)
 
   c.optimizer = 'adam'
   c.learning_rate = 1e-3

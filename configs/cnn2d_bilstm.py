@@ -43,10 +43,9 @@ def get_config(arg: str = 'paper'):
       lifter=0.0, num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0,
       max_segments=1))  # the first 3 s of every file, as in the paper
 
-  c.model = ml_collections.ConfigDict(dict(
-      name='cnn2d_bilstm', conv_features=(32, 64), conv_kernel=(3, 3), conv_padding='VALID',
-      pool=(2, 2), dropout=0.3, lstm_units=128, hidden_units=(128,), hidden_dropout=0.0,
-      use_gender=False, gender_embed_dim=300, gender_units=64, dtype='float32'))
+  c.model = common.model(
+      'cnn2d_bilstm', conv_features=(32, 64), conv_kernel=(3, 3), conv_padding='VALID',
+      pool=(2, 2), dropout=0.3, lstm_units=128, hidden_units=(128,), hidden_dropout=0.0)
 
   c.optimizer = 'adam'
   c.learning_rate = 1e-3

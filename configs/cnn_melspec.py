@@ -77,11 +77,10 @@ def get_config(arg: str = 'paper'):
                  'combined CREMA-D + RAVDESS + SAVEE + TESS, 8 emotions); their SVM '
                  '65.3 ± 0.6 % (76.1 ± 1.2 % with augmentation), VGG16 65.9 ± 1.2 %')
   c.features = mel_image_features(channels=3)
-  c.model = ml_collections.ConfigDict(dict(
-      name='cnn_melspec', conv_features=(256, 256, 128, 64), conv_kernel=(5, 5),
+  c.model = common.model(
+      'cnn_melspec', conv_features=(256, 256, 128, 64), conv_kernel=(5, 5),
       pool_window=(5, 5), pool_stride=(2, 2), block_dropout=0.3, dropout_after_block=2,
-      hidden_units=(32,), hidden_dropout=0.3, mask_input=True,
-      use_gender=False, gender_embed_dim=300, gender_units=64, dtype='float32'))
+      hidden_units=(32,), hidden_dropout=0.3, mask_input=True)
   gomes_training(c, arg)
   if arg == 'synthetic':
     c.model.conv_features = (16, 16, 16, 16)

@@ -32,6 +32,14 @@ def data(name: str, classes=EIGHT_EMOTIONS) -> ml_collections.ConfigDict:
   ))
 
 
+def model(name: str, **fields) -> ml_collections.ConfigDict:
+  """`config.model`: the registry name, the model's own fields, and those every
+  model shares (ser_jax/models/heads.py SERModel) at their defaults unless given."""
+  shared = dict(use_gender=False, gender_embed_dim=300, gender_units=64,
+                dtype='float32')   # compute dtype; 'bfloat16' for GPUs (no gain on CPU)
+  return ml_collections.ConfigDict(dict(name=name, **{**shared, **fields}))
+
+
 def augment() -> ml_collections.ConfigDict:
   """Augmentation fields (ser_jax/augment.py), all off; e.g.
   `--config.augment.waveform.noise_snr_db=20`, `--config.augment.features.time_masks=2`,

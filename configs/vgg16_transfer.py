@@ -17,7 +17,6 @@ file the base starts from random weights, is trained, and a warning says so.
 
 Config argument: paper (default) | synthetic | tiny (see configs/common.py).
 """
-import ml_collections
 from ml_collections import config_dict
 
 from configs import cnn_melspec
@@ -30,14 +29,13 @@ def get_config(arg: str = 'paper'):
   c.reference = ('Gomes et al. VGG16 transfer learning: accuracy 65.9 ± 1.2 % (stratified '
                  '5-fold, combined CREMA-D + RAVDESS + SAVEE + TESS, 8 emotions)')
   c.features = cnn_melspec.mel_image_features(channels=3)
-  c.model = ml_collections.ConfigDict(dict(
-      name='vgg16_transfer',
+  c.model = common.model(
+      'vgg16_transfer',
       block_features=((64, 64), (128, 128), (256, 256, 256), (512, 512, 512),
                       (512, 512, 512)),
       pretrained_path=config_dict.placeholder(str),   # a Keras ..._notop.h5 file
       freeze_base=config_dict.placeholder(bool),      # None: frozen iff pretrained
-      dropout=0.5, hidden_units=(), hidden_dropout=0.0, mask_input=True,
-      use_gender=False, gender_embed_dim=300, gender_units=64, dtype='float32'))
+      dropout=0.5, hidden_units=(), hidden_dropout=0.0, mask_input=True)
   cnn_melspec.gomes_training(c, arg)
   if arg == 'synthetic':
     c.model.block_features = ((8, 8), (16, 16), (32, 32, 32), (64, 64, 64), (64, 64, 64))
