@@ -5,6 +5,7 @@
   python run.py --config=configs/selfattn_gender.py:synthetic --workdir=runs/demo \
       --mode=predict --wav=clip.wav
 """
+import errno
 import json
 import os
 import sys
@@ -33,6 +34,9 @@ _EXPORT_DIR = flags.DEFINE_string('export_dir', None,
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, 'evaluate/predict: a step number, a step folder or a checkpoints '
     'folder (default: the workdir\'s best checkpoint by validation UAR).')
+_ALLOW_CHANGE = flags.DEFINE_list(
+    'allow_config_change', [], 'Config fields (or groups such as model) that may differ from '
+    'the config the workdir was trained with, e.g. num_epochs,learning_rate; all: any.')
 _SPLIT = flags.DEFINE_list('split', ['test'], 'evaluate: split(s) to evaluate.')
 _WAV = flags.DEFINE_string('wav', None, 'predict: audio file(s) and/or folder(s), comma-separated.')
 _GENDER = flags.DEFINE_enum('gender', None, ['female', 'male'],
@@ -53,41 +57,40 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
   import jax  # pylint: disable=g-import-not-at-top
+  from ser_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import sharding  # pylint: disable=g-import-not-at-top
   from ser_jax import train  # pylint: disable=g-import-not-at-top
+  from ser_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value, _DISTRIBUTED.value)
   try:
     if _MODE.value == 'train':
       if not _WORKDIR.value:
         raise app.UsageError('--workdir is required for training')
-      from ser_jax import protocols  # pylint: disable=g-import-not-at-top
-      if protocols.is_protocol_run(config):
-        summary = protocols.run_protocol(config, _WORKDIR.value)
-        if jax.process_index() == 0:
-          uar, wa = summary['uar_over_folds'], summary['wa_over_folds']
-          print(f'PROTOCOL {summary["protocol"]}: {summary["num_runs"]} runs; test UAR '
-                f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
-                f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
-        return
-      from ser_jax import trainers  # pylint: disable=g-import-not-at-top
-      results = trainers.get(config)(config, _WORKDIR.value)
-      if jax.process_index() == 0:
-        print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
-              f'  (checkpoint step {results["checkpoint_step"]}, results in '
-              f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
-    elif config.get('trainer', 'neural') == 'svm' and _MODE.value != 'predict':
+      with workdir_lib.lock(_WORKDIR.value):
+        changes = workdir_lib.check_config(config, _WORKDIR.value, 'train', _ALLOW_CHANGE.value)
+        if changes:
+          logging.warning('Resuming %s with changed config fields (allowed by '
+                          '--allow_config_change; recorded in %s): %s', _WORKDIR.value,
+                          workdir_lib.COMMANDS_NAME, ', '.join(changes))
+        workdir_lib.record_command(_WORKDIR.value, 'train', changes)
+        _train(config)
+      return
+    if config.get('trainer', 'neural') == 'svm' and _MODE.value != 'predict':
       raise app.UsageError(
           f'--mode={_MODE.value} is not available for the SVM trainer: training writes '
           'results.json (validation and test) and svm_model.joblib; --mode=predict '
           '--wav=... uses that model')
-    elif _MODE.value == 'evaluate':
+    trained_in = _trained_workdir()
+    if trained_in:
+      workdir_lib.check_config(config, trained_in, _MODE.value, _ALLOW_CHANGE.value)
+    if _MODE.value == 'evaluate':
       from ser_jax import predict  # pylint: disable=g-import-not-at-top
       ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value,
                                              config.get('selection'))
       exp = train.build_experiment(config)
-      outdir = _WORKDIR.value or os.path.dirname(ckpt.manager.directory)
+      outdir = _WORKDIR.value or os.path.dirname(ckpt.directory)
       train.evaluate_checkpoint(exp, ckpt, outdir, step, splits=tuple(_SPLIT.value))
     elif _MODE.value == 'export':
       from ser_jax import export  # pylint: disable=g-import-not-at-top
@@ -119,6 +122,63 @@ def main(argv):
   except FileNotFoundError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except (workdir_lib.ConfigMismatchError, checkpoints.CheckpointMismatchError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except workdir_lib.WorkdirBusyError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(EXIT_WORKDIR_BUSY)
+  except checkpoints.CheckpointSaveError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(EXIT_WRITE_FAILED)
+  except OSError as e:
+    if e.errno not in _WRITE_ERRNOS:
+      raise
+    print(f'error: writing {e.filename or "in " + str(_WORKDIR.value)} failed: {e.strerror}. Checkpoints '
+          'saved before this are intact; free some space or use another --workdir, then '
+          're-run the same command to resume.', file=sys.stderr)
+    sys.exit(EXIT_WRITE_FAILED)
+
+
+EXIT_WRITE_FAILED = 4    # a checkpoint or result could not be written (disk full, read-only)
+EXIT_WORKDIR_BUSY = 5    # another run holds the workdir's lock
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+
+
+def _train(config):
+  """Trains one run or a whole protocol in --workdir and prints the test figures."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from ser_jax import protocols  # pylint: disable=g-import-not-at-top
+  if protocols.is_protocol_run(config):
+    summary = protocols.run_protocol(config, _WORKDIR.value)
+    if jax.process_index() == 0:
+      uar, wa = summary['uar_over_folds'], summary['wa_over_folds']
+      print(f'PROTOCOL {summary["protocol"]}: {summary["num_runs"]} runs; test UAR '
+            f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
+            f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
+    return
+  from ser_jax import trainers  # pylint: disable=g-import-not-at-top
+  results = trainers.get(config)(config, _WORKDIR.value)
+  if jax.process_index() == 0:
+    print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
+          f'  (checkpoint step {results["checkpoint_step"]}, results in '
+          f'{os.path.join(os.path.abspath(_WORKDIR.value), "results.json")})')
+
+
+def _trained_workdir():
+  """The workdir whose config.json describes the model evaluate/predict/export
+  will load: --workdir, else the run folder above a --checkpoint path."""
+  if _WORKDIR.value:
+    return _WORKDIR.value
+  spec = _CHECKPOINT.value
+  if not spec or spec.isdigit():
+    return None
+  path = os.path.abspath(os.path.expanduser(spec))
+  if os.path.basename(path).isdigit():        # WORKDIR/checkpoints/STEP
+    return os.path.dirname(os.path.dirname(path))
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    return path
+  return os.path.dirname(path)                # WORKDIR/checkpoints
 
 
 class _QuietLibraries:

@@ -3,16 +3,175 @@
 Each checkpoint holds the whole train state (params, optimiser state, step,
 RNG and the feature normalisation statistics) and its validation metrics;
 the best step is the one with the highest validation UAR.
+
+Faults (README "What survives a fault"):
+  * A damaged step (unreadable arrays or metadata, no commit marker, a
+    left-over temporary folder of an interrupted save) is moved to
+    `checkpoints/quarantine/<step>-<time>/` before anything is saved again,
+    and the previous step is used.
+  * A save that cannot be written (no space, read-only, I/O error) raises one
+    `CheckpointSaveError` naming the step, the folder, the space needed and
+    free; its partial folder is removed and earlier steps are left intact.
+    Orbax's per-thread error reports of that save are held back (the error
+    carries their cause), so the failure is reported once.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import shutil
+import socket
+import sys
+import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+QUARANTINE = 'quarantine'
+COMMIT_MARKER = 'commit_success.txt'   # Orbax writes it last, in every step and item
+_TMP_RE = re.compile(r'^(\d+)\.orbax-checkpoint-tmp')
+_SPACE_MARGIN = 1.1                    # free space wanted: 1.1 x the last checkpoint
+
+
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written; earlier checkpoints are intact."""
+
+  def __init__(self, step: int, directory: str, cause: str, needed: int, free: int | None,
+               last_good: int | None, code: int | None = None, wrote: bool = True):
+    self.step, self.directory, self.cause = step, directory, cause
+    self.needed, self.free, self.last_good = needed, free, last_good
+    space = f'it needs about {_size(needed)}'
+    if free is not None:
+      space += f', {_size(free)} free there'
+    kept = (f'the last good checkpoint, step {last_good}, is intact'
+            if last_good is not None else 'no earlier checkpoint exists')
+    super().__init__(code or errno.EIO, (
+        f'saving checkpoint step {step} to {directory} failed: {cause} ({space}). '
+        f'{"Its partial folder was removed and " if wrote else "Nothing was written; "}'
+        f'{kept}. Free some space or use another '
+        '--workdir, then re-run the same command to resume.'))
+
+  def __str__(self):
+    return self.strerror
+
+
+class CheckpointMismatchError(ValueError):
+  """An intact checkpoint does not fit the state the config builds."""
+
+
+def _size(n: int) -> str:
+  for unit in ('B', 'KiB', 'MiB', 'GiB'):
+    if n < 1024 or unit == 'GiB':
+      return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+    n /= 1024
+  return f'{n:.1f} TiB'
+
+
+def _dir_bytes(path: str) -> int:
+  total = 0
+  for root, _, files in os.walk(path):
+    for f in files:
+      try:
+        total += os.lstat(os.path.join(root, f)).st_size
+      except OSError:
+        pass
+  return total
+
+
+def _short(e: BaseException, limit: int = 240) -> str:
+  """The first line of an error, without TensorStore's spec dump."""
+  text = str(e).split('\n', 1)[0].split(' [tensorstore_spec', 1)[0]
+  return text if len(text) <= limit else text[:limit] + '…'
+
+
+def _os_error(e: BaseException) -> tuple[int | None, str]:
+  """(errno, reason) of a failed write, from an OSError anywhere in the chain or
+  from TensorStore's "[os_error_code='28']" in the message."""
+  seen = e
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno:
+      return seen.errno, os.strerror(seen.errno).lower()
+    m = re.search(r"os_error_code='(\d+)'", str(seen))
+    if m:
+      code = int(m.group(1))
+      return code, os.strerror(code).lower()
+    seen = seen.__cause__ or seen.__context__
+  return None, _short(e)
+
+
+class _FailureNoise(logging.Filter):
+  """Keeps one failed save or restore from being reported many times.
+
+  While a save is in flight Orbax's ERROR records are held (each writer
+  thread reports the same failure; `CheckpointSaveError` reports it once) and
+  re-emitted if the save succeeds. What abandoned TensorStore callbacks and
+  coroutines of a failing save or restore print ("Event loop is closed",
+  "Task exception was never retrieved", "sys.meta_path is None" at exit) is
+  dropped: it repeats the error that is reported once.
+  """
+
+  NOISE = ('Event loop is closed', 'sys.meta_path is None', 'exception was never retrieved')
+
+  def __init__(self):
+    super().__init__()
+    self.active = 0       # saves in flight
+    self.failed = False   # a failed save or restore was handled in this process
+    self.restoring = 0    # restores in progress (a failing one is noisy before it raises)
+    self.held = []
+    self.dropped = 0
+
+  def _is_noise(self, text: str) -> bool:
+    return bool(self.failed or self.restoring or self.active) and any(
+        n in text for n in self.NOISE)
+
+  def filter(self, record):
+    if '/orbax/' in record.pathname and 'did not provide metrics' in record.getMessage():
+      return False   # by design: steps saved between evaluations carry no metrics
+    if record.levelno >= logging.ERROR and '/orbax/' in record.pathname and self.active:
+      self.held.append(record)
+      return False
+    if record.levelno >= logging.ERROR and self._is_noise(record.getMessage()):
+      self.dropped += 1
+      return False
+    return True
+
+  def release(self, failed: bool):
+    held, self.held = self.held, []
+    self.active = max(0, self.active - 1)
+    if failed:
+      self.failed = True
+      self.dropped += len(held)
+    else:
+      for record in held:   # not about a failed save: let them through
+        logging.getLogger(record.name).handle(record)
+
+  def unraisable(self, info):
+    if self._is_noise(f'{info.exc_value}'):
+      self.dropped += 1
+      return
+    _PREVIOUS_UNRAISABLE(info)
+
+
+_NOISE = _FailureNoise()
+logging.getLogger('absl').addFilter(_NOISE)      # Orbax logs through absl
+logging.getLogger('asyncio').addFilter(_NOISE)
+_PREVIOUS_UNRAISABLE = sys.unraisablehook
+sys.unraisablehook = _NOISE.unraisable
+
+
+def _is_chief() -> bool:
+  return jax.process_index() == 0
+
+
+def _sync(name: str):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 class Checkpoints:
@@ -20,6 +179,7 @@ class Checkpoints:
 
   `metric`/`mode` choose the best checkpoint: 'val_uar'/'max' (the papers'
   model selection) or e.g. 'val_loss'/'min' (Keras-style early stopping).
+  Opening it moves damaged steps aside (see the module docstring).
   """
 
   def __init__(self, directory: str, keep: int = 2, async_save: bool = True,
@@ -34,13 +194,20 @@ class Checkpoints:
         ocp.checkpoint_managers.BestN(
             get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False),
     ])
-    options = ocp.CheckpointManagerOptions(
+    self._options = ocp.CheckpointManagerOptions(
         preservation_policy=policy,
         best_fn=score, best_mode='max',  # makes Orbax store metrics
         enable_async_checkpointing=async_save, create=True)
-    directory = os.path.abspath(directory)
-    _quarantine_unreadable(directory)
-    self.manager = ocp.CheckpointManager(directory, options=options)
+    self.directory = os.path.abspath(directory)
+    self._in_flight = None     # step of an asynchronous save not yet waited for
+    self._in_flight_needed = 0
+    self._quarantine_damaged()
+    self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+  # -- reading ---------------------------------------------------------------
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -49,7 +216,7 @@ class Checkpoints:
     """Step with the best `metric` (earliest among ties), or None."""
     sign = 1.0 if self.mode == 'max' else -1.0
     best, best_value = None, None
-    for step in sorted(self.manager.all_steps()):
+    for step in self.all_steps():
       metrics = self.manager.metrics(step)
       if metrics is None or self.metric not in metrics:
         continue
@@ -57,63 +224,219 @@ class Checkpoints:
         best, best_value = step, sign * metrics[self.metric]
     return best
 
-  def save(self, step: int, state, metrics: dict | None = None):
-    """Saves asynchronously; without metrics the step is kept only while among the last K."""
-    self.manager.save(int(step), args=ocp.args.StandardSave(state),
-                      metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
-                      force=True)
-
   def restore(self, step: int, target):
     """Restores `step` into the structure, dtypes and shardings of `target`."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return self.manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+    _NOISE.restoring += 1
+    try:
+      return self.manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+    finally:
+      _NOISE.restoring -= 1
 
   def restore_latest(self, target):
     """(state, step) of the newest readable checkpoint, or (None, None).
 
-    A corrupt or partial checkpoint is skipped with a warning and the
-    previous one is tried.
+    A step that cannot be restored is moved to quarantine with a warning
+    and the previous one is tried.
     """
-    for step in sorted(self.manager.all_steps(), reverse=True):
+    return self._restore_first(self.latest_step, target, 'the previous one')
+
+  def restore_best(self, target):
+    """(state, step) of the best readable checkpoint by `metric` (else the
+    newest), or (None, None); unreadable steps are moved to quarantine."""
+    def pick():
+      best = self.best_step()
+      return self.latest_step() if best is None else best
+    return self._restore_first(pick, target, 'the next best')
+
+  def _restore_first(self, pick, target, fallback: str):
+    while (step := pick()) is not None:
       try:
         return self.restore(step, target), step
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning('Checkpoint step %d in %s is unreadable (%s: %s); '
-                        'falling back to the previous one.',
-                        step, self.manager.directory, type(e).__name__, e)
+        _NOISE.failed = True   # what TensorStore's abandoned reads print later
+        if self._readable(step):   # intact, but not the state this config builds
+          raise CheckpointMismatchError(
+              f'checkpoint step {step} in {self.directory} is intact but does not fit '
+              f'the state this config builds ({type(e).__name__}: {_short(e)}); use the '
+              'config the run was trained with (its config.json)') from None
+        where = self._quarantine(str(step), f'unreadable ({type(e).__name__}: {_short(e)})')
+        if where:
+          logging.warning('Trying %s instead of step %d.', fallback, step)
+        self._reopen()
     return None, None
 
+  def _readable(self, step: int) -> bool:
+    """Whether `step` restores as saved (no target): tells a damaged step from
+    one that does not fit the caller's state."""
+    _NOISE.restoring += 1
+    try:
+      self.manager.restore(int(step))
+      return True
+    except Exception:  # pylint: disable=broad-except
+      return False
+    finally:
+      _NOISE.restoring -= 1
+
+  # -- writing ---------------------------------------------------------------
+
+  def save(self, step: int, state, metrics: dict | None = None):
+    """Saves asynchronously; without metrics the step is kept only while among
+    the last K. Raises CheckpointSaveError (for this step, or for the previous
+    asynchronous one) when a save cannot be written."""
+    self.wait()   # surfaces the previous save's error, under its own step
+    needed = self._needed_bytes(state)
+    free = self._free_bytes()
+    if free is not None and free < needed:
+      raise CheckpointSaveError(int(step), self.directory, 'not enough free space',
+                                needed, free, self.latest_step(), errno.ENOSPC, wrote=False)
+    self._in_flight, self._in_flight_needed = int(step), needed
+    _NOISE.active += 1
+    try:
+      self.manager.save(int(step), args=ocp.args.StandardSave(state),
+                        metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
+                        force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self._failed(e, needed)
+    if not self._options.enable_async_checkpointing:
+      self.wait()
+
   def wait(self):
-    self.manager.wait_until_finished()
+    """Waits for an asynchronous save; raises CheckpointSaveError if it failed."""
+    if self._in_flight is None:
+      self.manager.wait_until_finished()
+      return
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._failed(e, self._in_flight_needed)
+    self._in_flight = None
+    _NOISE.release(failed=False)
+
+  @contextlib.contextmanager
+  def save_errors_first(self):
+    """An OSError in the block (a full disk failing a log write) while a save
+    is in flight is reported as that save's CheckpointSaveError if it failed
+    too, after its writer threads have ended."""
+    try:
+      yield
+    except OSError as e:
+      if not isinstance(e, CheckpointSaveError) and self._in_flight is not None:
+        self.wait()
+      raise
 
   def close(self):
+    self.wait()
     self.manager.close()
 
+  def _failed(self, e: BaseException, needed: int):
+    step = self._in_flight
+    try:  # let every writer thread of the failed save end before reporting
+      self.manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    self._in_flight = None
+    _NOISE.release(failed=True)
+    if _is_chief():  # no barrier: on several hosts the others may not have failed
+      for name in os.listdir(self.directory):
+        m = _TMP_RE.match(name)
+        if name == str(step) or (m and int(m.group(1)) == step):
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    try:
+      self._reopen()
+      last_good = self.latest_step()
+    except Exception:  # pylint: disable=broad-except
+      last_good = None
+    code, reason = _os_error(e)
+    raise CheckpointSaveError(step, self.directory, reason, needed, self._free_bytes(),
+                              last_good, code) from None
 
-def _quarantine_unreadable(directory: str):
-  """Moves step folders whose metadata JSON is unreadable to `corrupt/`.
+  def _needed_bytes(self, state) -> int:
+    """Space a save needs: the last checkpoint's size, else the state's bytes."""
+    last = self._last_size()
+    if not last:
+      last = sum(int(np.prod(x.shape)) * x.dtype.itemsize
+                 for x in jax.tree.leaves(state) if hasattr(x, 'dtype'))
+    return int(last * _SPACE_MARGIN) + 64 * 1024
 
-  Orbax reads every step's metadata when a manager opens, so one damaged
-  step would otherwise make the whole run unrecoverable.
-  """
-  if not os.path.isdir(directory):
-    return
-  for name in sorted(os.listdir(directory)):
-    step_dir = os.path.join(directory, name)
-    if not (name.isdigit() and os.path.isdir(step_dir)):
-      continue
-    for meta in ('_CHECKPOINT_METADATA', os.path.join('metrics', 'metrics')):
-      path = os.path.join(step_dir, meta)
-      if not os.path.exists(path):
-        continue
+  def _last_size(self) -> int:
+    step = self.latest_step()
+    return _dir_bytes(os.path.join(self.directory, str(step))) if step is not None else 0
+
+  def _free_bytes(self) -> int | None:
+    try:
+      return shutil.disk_usage(self.directory).free
+    except OSError:
+      return None
+
+  # -- damaged steps ---------------------------------------------------------
+
+  def _reopen(self):
+    self.manager.close()
+    self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+  def _quarantine(self, name: str, reason: str, sync: bool = True) -> str | None:
+    """Moves `directory/name` to quarantine/<name>-<time>/ (process 0); its new path."""
+    target = None
+    if _is_chief():
+      stamp = time.strftime('%Y%m%dT%H%M%S')
+      target = os.path.join(self.directory, QUARANTINE, f'{name}-{stamp}')
+      n = 1
+      while os.path.exists(target):
+        n += 1
+        target = os.path.join(self.directory, QUARANTINE, f'{name}-{stamp}-{n}')
       try:
-        with open(path) as f:
-          json.load(f)
-      except (OSError, ValueError) as e:
-        target = os.path.join(directory, 'corrupt', name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.move(step_dir, target)
-        logging.warning('Checkpoint step %s has unreadable %s (%s); moved to %s.',
-                        name, meta, e, target)
-        break
+        shutil.move(os.path.join(self.directory, name), target)
+        with open(os.path.join(target, 'QUARANTINED.json'), 'w') as f:
+          json.dump({'reason': reason, 'time': stamp, 'host': socket.gethostname(),
+                     'pid': os.getpid()}, f)
+      except OSError as e:
+        logging.warning('Could not move damaged checkpoint %s aside (%s).', name, e)
+        target = None
+    if sync:
+      _sync('ser_jax_checkpoint_quarantine')
+    if target:
+      label = f'step {name}' if name.isdigit() else f'folder {name}'
+      logging.warning('Checkpoint %s is damaged: %s; moved to %s.', label, reason, target)
+    return target
+
+  def _quarantine_damaged(self):
+    """Moves aside every step folder that Orbax would trip over or trust wrongly:
+    unreadable metadata JSON, a missing commit marker (an unfinished save), or a
+    temporary folder left by an interrupted save."""
+    if _is_chief() and os.path.isdir(self.directory):
+      for name in sorted(os.listdir(self.directory)):
+        path = os.path.join(self.directory, name)
+        if not os.path.isdir(path):
+          continue
+        if _TMP_RE.match(name):
+          self._quarantine(name, 'left by a save that did not finish', sync=False)
+        elif name.isdigit():
+          problem = step_problem(path)
+          if problem:
+            self._quarantine(name, problem, sync=False)
+    _sync('ser_jax_checkpoint_open')
+
+
+def step_problem(step_dir: str) -> str | None:
+  """Why a finalised step folder cannot be trusted, or None."""
+  items = [d for d in sorted(os.listdir(step_dir))
+           if os.path.isdir(os.path.join(step_dir, d))]
+  for where in ['.'] + items:
+    if not os.path.exists(os.path.join(step_dir, where, COMMIT_MARKER)):
+      what = 'the step' if where == '.' else f'its {where!r} item'
+      return f'no commit marker in {what}: the save did not finish'
+  if 'default' not in items:
+    return 'no state item (default/)'
+  for meta in ('_CHECKPOINT_METADATA', os.path.join('metrics', 'metrics'),
+               os.path.join('default', '_METADATA')):
+    path = os.path.join(step_dir, meta)
+    if not os.path.exists(path):
+      continue
+    try:
+      with open(path) as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      return f'unreadable {meta} ({type(e).__name__}: {_short(e, 120)})'
+  return None

@@ -11,6 +11,7 @@ import numpy as np
 from ser_jax import input_pipeline
 from ser_jax import metrics as metrics_lib
 from ser_jax import sharding
+from ser_jax import splits as splits_lib
 
 
 def aggregate(probs: np.ndarray, utterance: np.ndarray, num_utterances: int,
@@ -72,6 +73,16 @@ def utterance_report(utts: input_pipeline.Utterances, probs: np.ndarray, class_n
   report['loss'] = loss
   report['aggregation'] = aggregation
   report['num_segments'] = int(num_segments)
+  corpora = splits_lib.corpus_of(utts.speakers)
+  if len(set(corpora)) > 1:   # a union: each corpus's figures beside the pooled ones
+    report['per_corpus'] = {}
+    for c in sorted(set(corpora)):
+      m = corpora == c
+      part = metrics_lib.report(utts.labels[m], pred[m], class_names)
+      report['per_corpus'][c] = {
+          'uar': part['uar'], 'wa': part['wa'], 'num_examples': part['num_examples'],
+          'num_speakers': len(set(map(str, utts.speakers[m]))),
+          'recall': {k: v['recall'] for k, v in part['per_class'].items() if v['support']}}
   report['predictions'] = [
       {'path': str(p), 'speaker': str(s), 'label': class_names[int(t)],
        'predicted': class_names[int(y)], 'probabilities': [round(float(v), 5) for v in pr]}
@@ -88,6 +99,9 @@ def format_report(name: str, report: dict) -> str:
            ' ' * width + ''.join(f'{c[:7]:>8}' for c in classes)]
   for c, row in zip(classes, report['confusion_pct']):
     lines.append(f'{c:<{width}}' + ''.join(f'{v:8.1f}' for v in row))
+  for c, part in report.get('per_corpus', {}).items():
+    lines.append(f'  {c}: UAR {100 * part["uar"]:.2f}%  WA {100 * part["wa"]:.2f}%  '
+                 f'({part["num_examples"]} utterances, {part["num_speakers"]} speakers)')
   return '\n'.join(lines)
 
 

@@ -3,6 +3,8 @@ TensorBoard, progress, and termination signals. Process 0 writes; others no-op.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -83,28 +85,53 @@ class EarlyStopping:
     return self.bad >= self.patience
 
 
+_WRITE_ERRORS = ((errno.ENOSPC, 'No space left on device'), (errno.EROFS, 'Read-only file system'),
+                 (errno.EDQUOT, 'Disk quota exceeded'), (errno.EIO, 'Input/output error'))
+
+
+@contextlib.contextmanager
+def os_errors(path: str):
+  """Re-raises TensorFlow's file errors (a full disk flushing TensorBoard
+  events) as the OSError they are, so callers handle one kind."""
+  try:
+    yield
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    for code, text in _WRITE_ERRORS:
+      if text in str(e):
+        raise OSError(code, os.strerror(code), path) from e
+    raise
+
+
 class MetricWriter:
   """TensorBoard scalars from process 0 (`WORKDIR/tensorboard`)."""
 
   def __init__(self, logdir: str):
     self._writer = None
+    self.logdir = logdir
     if is_chief():
       from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
-      self._writer = tensorboard.SummaryWriter(logdir, auto_flush=False)
+      with os_errors(logdir):
+        self._writer = tensorboard.SummaryWriter(logdir, auto_flush=False)
 
   def scalars(self, step: int, values: dict):
     if self._writer is not None:
-      for k, v in values.items():
-        if v is not None and math.isfinite(float(v)):
-          self._writer.scalar(k, float(v), step)
+      with os_errors(self.logdir):
+        for k, v in values.items():
+          if v is not None and math.isfinite(float(v)):
+            self._writer.scalar(k, float(v), step)
 
   def flush(self):
     if self._writer is not None:
-      self._writer.flush()
+      with os_errors(self.logdir):
+        self._writer.flush()
 
   def close(self):
     if self._writer is not None:
-      self._writer.close()
+      writer, self._writer = self._writer, None
+      with os_errors(self.logdir):
+        writer.close()
 
 
 def progress_bar(total: int, initial: int):

@@ -23,6 +23,7 @@ from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import splits as splits_lib
 from ser_jax import trainers
+from ser_jax import workdir as workdir_lib
 
 
 def is_protocol_run(config) -> bool:
@@ -64,7 +65,7 @@ def run_config(config, fold: int, seed: int):
 def run_protocol(config, workdir: str, mesh=None) -> dict:
   """Trains every (fold, seed) not yet finished, then writes the protocol report."""
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.write_config(config, workdir)   # the protocol's; each run writes its own
   corpus = input_pipeline.load_corpus(config.data)
   runs = plan(config, corpus[1])
   logging.info('Protocol %s: %d runs (folds × seeds) in %s', config.protocol.name,
@@ -103,6 +104,20 @@ def summarize(config, results) -> dict:
         'wa_mean': np.mean(wa), 'wa_std': reports.mean_std(wa)[1],
         'val_uar_mean': 100 * np.mean([r['validation']['uar'] for r in runs]),
         'uar': uar, 'wa': wa})
+  # Each corpus of a union over the folds that test it (mean over seeds first).
+  per_corpus = {}
+  for fold in folds:
+    runs = [r for (f, _), r in sorted(results.items()) if f == fold]
+    for c in sorted({c for r in runs for c in r['test'].get('per_corpus', {})}):
+      parts = [r['test']['per_corpus'][c] for r in runs if c in r['test'].get('per_corpus', {})]
+      entry = per_corpus.setdefault(c, {'folds': [], 'uar': [], 'wa': [], 'num_examples': 0})
+      entry['folds'].append(fold)
+      entry['uar'].append(100 * np.mean([p['uar'] for p in parts]))
+      entry['wa'].append(100 * np.mean([p['wa'] for p in parts]))
+      entry['num_examples'] += parts[0]['num_examples']
+  for entry in per_corpus.values():
+    entry['uar_mean_std'] = reports.mean_std(entry['uar'])
+    entry['wa_mean_std'] = reports.mean_std(entry['wa'])
   all_uar = [u for r in rows for u in r['uar']]
   all_wa = [w for r in rows for w in r['wa']]
   return {
@@ -111,7 +126,7 @@ def summarize(config, results) -> dict:
       'uar_over_folds': reports.mean_std([r['uar_mean'] for r in rows]),
       'wa_over_folds': reports.mean_std([r['wa_mean'] for r in rows]),
       'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
-      'num_runs': len(results),
+      'num_runs': len(results), 'per_corpus': per_corpus,
   }
 
 
@@ -160,6 +175,13 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'(over all {summary["num_runs"]} runs: UAR {ur[0]:.2f} ± {ur[1]:.2f}, '
       f'WA {wr[0]:.2f} ± {wr[1]:.2f}).',
   ]
+  if summary.get('per_corpus'):
+    md += ['', '## Each corpus (mean ± std over the folds that test it)', '',
+           '| corpus | folds | test utterances | UAR % | WA % |', '|---|---|---|---|---|']
+    for c, e in summary['per_corpus'].items():
+      md.append(f'| {c} | {", ".join(map(str, e["folds"]))} | {e["num_examples"]} | '
+                f'{e["uar_mean_std"][0]:.2f} ± {e["uar_mean_std"][1]:.2f} | '
+                f'{e["wa_mean_std"][0]:.2f} ± {e["wa_mean_std"][1]:.2f} |')
   if config.get('reference'):
     md += ['', f'Published figure to compare with: {config.reference}.']
   md += ['', '## Pooled test utterances of all runs', '',

@@ -6,6 +6,7 @@ speaker is ever in two of train/validation/test.
 from __future__ import annotations
 
 import collections
+import logging
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -101,6 +102,12 @@ def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   return 1
 
 
+def corpus_of(speakers) -> np.ndarray:
+  """Corpus of each speaker id: 'ravdess' of 'ravdess:01' in a union of
+  corpora, '' for a single corpus's plain ids."""
+  return np.asarray([s.split(':', 1)[0] if ':' in s else '' for s in map(str, speakers)])
+
+
 def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
   """Indices of train/validation/test for utterance-level protocols.
 
@@ -110,6 +117,10 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
     stratified_split: stratified `fractions` (default 0.8/0.1/0.1).
     group_kfold / group_split: the same with speakers as groups, so that no
       speaker is in two splits (the honest, speaker-independent numbers).
+      On a union of corpora each corpus's speakers are grouped on their own
+      and the parts joined, so that every fold tests (and validates on)
+      speakers of every corpus that has enough of them, and no corpus is in
+      test or validation without speakers of it in training (`_grouped`).
   The assignment is a pure function of labels, speakers and
   `protocol.split_seed` (default 0).
   """
@@ -119,30 +130,108 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
   seed = int(protocol.get('split_seed', 0))
   idx = np.arange(len(labels))
   name = protocol.name
-  grouped = name.startswith('group')
-  if name in ('stratified_kfold', 'group_kfold'):
+  if name in ('group_kfold', 'group_split'):
+    out = _grouped(labels, speakers, protocol, seed)
+    check_disjoint({k: set(speakers[v]) for k, v in out.items()})
+    return out
+  if name == 'stratified_kfold':
     k = int(protocol.get('k', 5))
     _check_fold(protocol.fold, k, 'folds')
-    if grouped:
-      folds = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
-      rest, test = list(folds.split(idx, labels, speakers))[protocol.fold]
-    else:
-      folds = model_selection.StratifiedKFold(k, shuffle=True, random_state=seed)
-      rest, test = list(folds.split(idx, labels))[protocol.fold]
-    val_fraction = float(protocol.get('val_fraction', 0.1))
-    train, val = _two_way(rest, labels, speakers, val_fraction, seed, grouped)
-  elif name in ('stratified_split', 'group_split'):
-    f_train, f_val, f_test = protocol.get('fractions', (0.8, 0.1, 0.1))
-    if abs(f_train + f_val + f_test - 1) > 1e-6:
-      raise ValueError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
-    rest, test = _two_way(idx, labels, speakers, f_test, seed, grouped)
-    train, val = _two_way(rest, labels, speakers, f_val / (f_train + f_val), seed, grouped)
+    folds = model_selection.StratifiedKFold(k, shuffle=True, random_state=seed)
+    rest, test = list(folds.split(idx, labels))[protocol.fold]
+    train, val = _two_way(rest, labels, speakers, float(protocol.get('val_fraction', 0.1)),
+                          seed, False)
+  elif name == 'stratified_split':
+    f_train, f_val, f_test = _fractions(protocol)
+    rest, test = _two_way(idx, labels, speakers, f_test, seed, False)
+    train, val = _two_way(rest, labels, speakers, f_val / (f_train + f_val), seed, False)
   else:
     raise ValueError(f'unknown utterance protocol {name!r}')
-  out = {'train': np.sort(train), 'validation': np.sort(val), 'test': np.sort(test)}
-  if grouped:
-    check_disjoint({k: set(speakers[v]) for k, v in out.items()})
+  return {'train': np.sort(train), 'validation': np.sort(val), 'test': np.sort(test)}
+
+
+def _fractions(protocol):
+  f_train, f_val, f_test = protocol.get('fractions', (0.8, 0.1, 0.1))
+  if abs(f_train + f_val + f_test - 1) > 1e-6:
+    raise ValueError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
+  return f_train, f_val, f_test
+
+
+def grouped_test_folds(speakers, k: int) -> dict[str, list[int]]:
+  """{corpus: folds of group_kfold in which it has test speakers} (all k for a
+  corpus with at least k speakers)."""
+  corpora = corpus_of(speakers)
+  out = {}
+  for i, c in enumerate(sorted(set(corpora))):
+    n = len(set(np.asarray(speakers)[corpora == c]))
+    out[c] = list(range(k)) if n >= k else sorted(_small_corpus_folds(n, k, i))
   return out
+
+
+def _small_corpus_folds(n: int, k: int, offset: int) -> list[int]:
+  """Folds that test the n < k speakers of a corpus, one each, spread over the
+  k folds and rotated by the corpus's position so that small corpora do not
+  all test in the same folds."""
+  return [(offset + j * k // n) % k for j in range(n)] if n > 1 else []
+
+
+def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
+  """group_kfold / group_split, each corpus of a union grouped on its own.
+
+  A corpus with fewer speakers than `k` (TESS has 2, SAVEE 4) tests one speaker
+  in each of n of the k folds; a corpus with one speaker only ever trains.
+  Validation is carved the same way from each corpus's remaining speakers
+  (in a union only when at least three remain, so that two train).
+  """
+  corpora = corpus_of(speakers)
+  name = protocol.name
+  parts = {'train': [], 'validation': [], 'test': []}
+  if name == 'group_kfold':
+    k = int(protocol.get('k', 5))
+    _check_fold(protocol.fold, k, 'folds')
+    val_fraction = float(protocol.get('val_fraction', 0.1))
+  else:
+    f_train, f_val, f_test = _fractions(protocol)
+    val_fraction = f_val / (f_train + f_val)
+  # In a union a corpus validates only with >= 3 speakers left after its test
+  # speakers (>= 2 then train): TESS's 2 speakers of 1,400 clips each would
+  # otherwise take half its training data and most of the validation set.
+  min_left = 2 if len(set(corpora)) == 1 else 3
+  for i, corpus in enumerate(sorted(set(corpora))):
+    idx = np.flatnonzero(corpora == corpus)
+    names = sorted(set(speakers[idx]))
+    if len(names) < 2:
+      if len(set(corpora)) == 1:
+        raise ValueError(f'{len(names)} speaker(s) cannot make a speaker-disjoint split; '
+                         'use more speakers or a speaker protocol')
+      rest, test = idx, idx[:0]   # one speaker: training only
+    elif name == 'group_kfold' and len(names) < k:
+      if len(set(corpora)) == 1:
+        raise ValueError(f'group_kfold with k={k} needs at least {k} speakers; the corpus '
+                         f'has {len(names)}: lower protocol.k or use loso')
+      folds = _small_corpus_folds(len(names), k, i)
+      logging.warning('group_kfold: %s has %d speakers, fewer than k=%d: each is tested in '
+                      'one fold (folds %s); fold %d tests %s of them.', corpus, len(names), k,
+                      sorted(folds), protocol.fold,
+                      'one' if protocol.fold in folds else 'none')
+      order = np.random.default_rng(seed).permutation(len(names))
+      tested = [names[order[j]] for j, f in enumerate(folds) if f == protocol.fold]
+      held = np.isin(speakers[idx], tested)
+      rest, test = idx[~held], idx[held]
+    elif name == 'group_kfold':
+      from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+      folds = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+      r, t = list(folds.split(idx, labels[idx], speakers[idx]))[protocol.fold]
+      rest, test = idx[r], idx[t]
+    else:
+      rest, test = _two_way(idx, labels, speakers, f_test, seed, True)
+    if len(set(speakers[rest])) >= min_left or min_left == 2:   # (one corpus: as before)
+      train, val = _two_way(rest, labels, speakers, val_fraction, seed, True)
+    else:
+      train, val = rest, rest[:0]
+    for split, part in zip(('train', 'validation', 'test'), (train, val, test)):
+      parts[split].append(part)
+  return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
 
 
 def _two_way(idx, labels, speakers, fraction, seed, grouped):

@@ -171,9 +171,10 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import reports  # pylint: disable=g-import-not-at-top
   from ser_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from ser_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   workdir = os.path.abspath(workdir)
-  train_lib.write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   scfg = config.svm
   class_names = tuple(config.data.classes)
   utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)

@@ -30,9 +30,12 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -136,18 +139,68 @@ def _work(args):
     return feature_vector(y, sr, **params)
 
 
-def _parallel(work, jobs: list, num_workers: int) -> Optional[list]:
-    """Runs `work` on jobs in spawned worker processes; None if the pool breaks
-    (e.g. a script without an `if __name__ == '__main__':` guard)."""
-    ctx = multiprocessing.get_context('spawn')
-    chunk = max(1, len(jobs) // (8 * num_workers))
-    try:
-        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as ex:
-            return list(ex.map(work, jobs, chunksize=chunk))
-    except concurrent.futures.process.BrokenProcessPool:
-        warnings.warn('svm_features: worker processes failed; computing serially '
-                      "(call from under `if __name__ == '__main__':`)")
-        return None
+def _work_chunk(work, chunk: list) -> list:
+    return [work(j) for j in chunk]
+
+
+class _Progress:
+    """Progress of a long map: a tqdm bar on a terminal, else one log line
+    every `every` seconds, each with the rate and the ETA."""
+
+    def __init__(self, total: int, what: str, every: float = 15.0):
+        self.total, self.what, self.every = total, what, every
+        self.done, self.t0 = 0, time.time()
+        self._last = self.t0
+        self._bar = None
+        if sys.stderr.isatty():
+            import tqdm
+            self._bar = tqdm.tqdm(total=total, unit='file', desc=what, leave=False)
+
+    def update(self, n: int = 1):
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.time()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            logging.info('%s: %d/%d (%.0f%%), %.1f/s, ETA %s', self.what, self.done,
+                         self.total, 100 * self.done / self.total, rate,
+                         time.strftime('%H:%M:%S', time.gmtime(eta)))
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _results(work, pending: list, num_workers: int, min_parallel: int):
+    """Yields (position in `pending`, result) as results finish: in spawned
+    worker processes, in chunks, when there are at least `min_parallel` jobs,
+    else here. A pool that cannot start (a script without an
+    `if __name__ == '__main__':` guard) falls back to this process."""
+    done = set()
+    if num_workers > 1 and len(pending) >= min_parallel:
+        ctx = multiprocessing.get_context('spawn')
+        size = max(1, min(32, len(pending) // (8 * num_workers)))
+        chunks = [list(range(i, min(i + size, len(pending))))
+                  for i in range(0, len(pending), size)]
+        ex = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx)
+        try:
+            futures = {ex.submit(_work_chunk, work, [pending[i] for i in c]): c for c in chunks}
+            for fut in concurrent.futures.as_completed(futures):
+                for i, vec in zip(futures[fut], fut.result()):
+                    done.add(i)
+                    yield i, vec
+        except concurrent.futures.process.BrokenProcessPool:
+            warnings.warn('svm_features: worker processes failed; computing the rest '
+                          "serially (call from under `if __name__ == '__main__':`)")
+        finally:  # on an interrupt too: what finished is already saved
+            ex.shutdown(wait=False, cancel_futures=True)
+    for i in range(len(pending)):
+        if i not in done:
+            yield i, work(pending[i])
 
 
 def _load(path: Path) -> Optional[np.ndarray]:
@@ -202,12 +255,14 @@ def cache_path(root: Path, key: str) -> Path:
 
 
 def cached_map(work, jobs: Sequence, paths: Sequence[Optional[Path]], num_workers: int,
-               min_parallel: int, valid=lambda v: True) -> list:
+               min_parallel: int, valid=lambda v: True, what: str = 'svm statistics') -> list:
     """[work(job) for job in jobs], each result read from its .npy `paths[i]`
-    when there (and `valid`), else computed and written there atomically
-    (None: not cached). The missing ones run in `num_workers` spawned
-    processes when there are at least `min_parallel` (`work` must be a
-    module-level function), else in this process."""
+    when there (and `valid`), else computed and written there atomically as
+    soon as it is done (None: not cached), so an interrupted run keeps what it
+    finished and the next one resumes. The missing ones run in `num_workers`
+    spawned processes when there are at least `min_parallel` (`work` must be a
+    module-level function), else in this process; progress is logged with
+    rate and ETA."""
     out = [None] * len(jobs)
     todo = []
     for i, path in enumerate(paths):
@@ -216,15 +271,21 @@ def cached_map(work, jobs: Sequence, paths: Sequence[Optional[Path]], num_worker
             out[i] = vec
         else:
             todo.append(i)
-    if todo:
-        pending = [jobs[i] for i in todo]
-        vecs = None
-        if num_workers > 1 and len(todo) >= min_parallel:
-            vecs = _parallel(work, pending, num_workers)
-        if vecs is None:
-            vecs = [work(j) for j in pending]
-        for i, vec in zip(todo, vecs):
+    if not todo:
+        return out
+    if len(todo) < len(jobs):
+        logging.info('%s: %d of %d cached, computing %d', what, len(jobs) - len(todo),
+                     len(jobs), len(todo))
+    progress = _Progress(len(todo), what)
+    results = _results(work, [jobs[i] for i in todo], num_workers, min_parallel)
+    try:
+        for k, vec in results:
+            i = todo[k]
             out[i] = vec
             if paths[i] is not None:
                 _save(paths[i], vec)
+            progress.update()
+    finally:
+        results.close()   # stops the workers at once if interrupted
+        progress.close()
     return out

@@ -29,6 +29,7 @@ from ser_jax import models
 from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import sharding
+from ser_jax import workdir as workdir_lib
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -326,14 +327,6 @@ class TrainingInterrupted(Exception):
     self.signum, self.step = signum, step
 
 
-def write_config(config, workdir):
-  """WORKDIR/config.json (process 0)."""
-  if monitoring.is_chief():
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-
-
 def make_checkpoints(config, workdir: str) -> checkpoints_lib.Checkpoints:
   sel = config.get('selection') or {}
   return checkpoints_lib.Checkpoints(
@@ -345,13 +338,12 @@ def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
                      step: int | None = None) -> tuple[TrainState, int]:
   """The state of `step` (default: the best by the selection metric, else latest)."""
   target = create_train_state(exp, jax.random.key(0))
-  if step is None:
-    step = ckpt.best_step()
-  if step is None:
-    step = ckpt.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpt.manager.directory}')
-  return ckpt.restore(step, target), step
+  if step is not None:
+    return ckpt.restore(step, target), step
+  state, step = ckpt.restore_best(target)   # unreadable steps are moved aside
+  if state is None:
+    raise FileNotFoundError(f'no readable checkpoint in {ckpt.directory}')
+  return state, step
 
 
 def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
@@ -383,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Ends by evaluating the best checkpoint (by `selection`) on validation and test.
   """
   workdir = os.path.abspath(workdir)
-  write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   exp = build_experiment(config, mesh, corpus=corpus)
   write_splits(config, workdir, exp.class_names, exp.speakers,
                {k: seg.utterances for k, seg in exp.segments.items()})
@@ -429,7 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                          start_step=step)
   lr = float(config.learning_rate)
   t0, examples, pending = time.time(), 0, []
-  with monitoring.TerminationSignals() as signals, \
+  with ckpt.save_errors_first(), monitoring.TerminationSignals() as signals, \
        monitoring.progress_bar(total_steps, step) as bar:
     while step < total_steps and not stopped_early:
       state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
@@ -445,7 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           raise NonFiniteLossError(
               f'non-finite loss or gradient before step {step} '
               f'(losses {[float(m["loss"]) for m in host]}); stopping. The last good '
-              f'checkpoint in {ckpt.manager.directory} is kept; lower the learning rate '
+              f'checkpoint in {ckpt.directory} is kept; lower the learning rate '
               'or check the input features.')
         rate = examples / max(time.time() - t0, 1e-9)
         train_loss = float(np.mean([m['loss'] for m in host]))

@@ -69,3 +69,29 @@ def test_plan():
   config.protocol.folds = '10'
   with pytest.raises(ValueError, match='out of range'):
     protocols.plan(config, speakers)
+
+
+def test_per_corpus_figures_of_a_union_in_reports_and_summary():
+  import ml_collections
+  import numpy as np
+  from ser_jax import evaluate
+  from ser_jax import input_pipeline
+  classes = ('neutral', 'happy', 'sad')
+  speakers = np.asarray(['ravdess:01'] * 3 + ['tess:OAF'] * 3)
+  labels = np.asarray([0, 1, 2, 0, 1, 2], np.int32)
+  utts = input_pipeline.Utterances([np.zeros(4, np.int16)] * 6, labels, np.zeros(6, np.int32),
+                                   speakers, np.asarray([f'f{i}.wav' for i in range(6)]))
+  probs = np.eye(3)[[0, 1, 2, 1, 1, 1]]   # ravdess all right; tess: only 'happy' right
+  report = evaluate.utterance_report(utts, probs, classes, 'mean', loss=0.0, num_segments=6)
+  assert report['per_corpus']['ravdess']['uar'] == 1.0
+  assert report['per_corpus']['tess']['wa'] == pytest.approx(1 / 3)
+  assert report['per_corpus']['tess']['num_speakers'] == 1
+  assert 'tess: UAR 33.33%' in evaluate.format_report('test', report)
+  one = evaluate.utterance_report(utts.take(np.arange(3)), probs[:3], classes, 'mean', 0.0, 3)
+  assert 'per_corpus' not in one   # a single corpus: the pooled figures are its figures
+  config = ml_collections.ConfigDict({'protocol': {'name': 'group_kfold'}})
+  results = {(0, 0): {'test': report, 'validation': report, 'speakers': {'test': ['a']}},
+             (1, 0): {'test': one, 'validation': one, 'speakers': {'test': ['b']}}}
+  summary = protocols.summarize(config, results)
+  assert summary['per_corpus']['tess']['folds'] == [0]
+  assert summary['per_corpus']['tess']['uar_mean_std'][0] == pytest.approx(100 / 3)

@@ -2,6 +2,7 @@
 gradient accumulation, early stopping, bf16."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import sharding
 from ser_jax import train
+import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 30  # tiny corpus: 6 steps an epoch
@@ -71,9 +73,21 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_sigkill_then_resume_equals_uninterrupted(data_dir, tmp_path):
-  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
-  subprocess.run(_cmd(straight, data_dir), cwd=REPO, check=True, capture_output=True, timeout=600)
+@pytest.fixture(scope='module')
+def straight(data_dir, tmp_path_factory):
+  """The workdir of an uninterrupted run: what every resumed run must equal."""
+  path = str(tmp_path_factory.mktemp('straight') / 'w')
+  subprocess.run(_cmd(path, data_dir), cwd=REPO, check=True, capture_output=True, timeout=600)
+  return path
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return json.load(f)
+
+
+def test_sigkill_then_resume_equals_uninterrupted(data_dir, straight, tmp_path):
+  killed = str(tmp_path / 'killed')
   extra = ['--config.checkpoint_every_steps=5']
   proc = _start_and_wait_for_checkpoint(_cmd(killed, data_dir, *extra), killed, 30)
   proc.send_signal(signal.SIGKILL)
@@ -90,6 +104,51 @@ def test_sigkill_then_resume_equals_uninterrupted(data_dir, tmp_path):
   with open(os.path.join(killed, 'history.jsonl')) as f:
     hist_b = [json.loads(l) for l in f]
   assert [h['val_uar'] for h in hist_a] == [h['val_uar'] for h in hist_b]
+
+
+@pytest.mark.parametrize('kind', ['arrays', 'metadata', 'commit_marker'])
+def test_damaged_latest_checkpoint_is_set_aside_and_the_run_finishes(data_dir, straight,
+                                                                     tmp_path, kind):
+  """The newest step damaged after the run ended: the re-run moves it to
+  quarantine, resumes from the previous one, saves that step again and ends
+  with the uninterrupted run's results."""
+  workdir = str(tmp_path / 'w')
+  shutil.copytree(straight, workdir)
+  last = _steps(workdir)[-1]
+  os.remove(os.path.join(workdir, 'results.json'))   # as if it died before finishing
+  test_checkpoints.damage_step(os.path.join(workdir, 'checkpoints', str(last)), kind)
+  proc = subprocess.run(_cmd(workdir, data_dir), cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'Checkpoint step {last} is damaged' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  moved = os.listdir(os.path.join(workdir, 'checkpoints', checkpoints.QUARANTINE))
+  assert [m.split('-')[0] for m in moved] == [str(last)]
+  assert _steps(workdir)[-1] == last
+  assert _results(workdir) == _results(straight)
+
+
+def _with_file_size_limit(cmd, kib):
+  """`cmd` under a file-size limit: writes past it fail with EFBIG (SIGXFSZ
+  ignored), as writes to a full disk fail with ENOSPC."""
+  return ['bash', '-c', f'trap "" XFSZ; ulimit -f {kib}; exec "$@"', 'bash', *cmd]
+
+
+def test_failed_save_ends_with_one_message_and_the_rerun_finishes(data_dir, straight, tmp_path):
+  workdir = str(tmp_path / 'w')
+  proc = subprocess.run(_with_file_size_limit(_cmd(workdir, data_dir), 48), cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 4, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and 'saving checkpoint step 6' in errors[0], proc.stderr[-3000:]
+  assert 'file too large' in errors[0] and 're-run the same command' in errors[0]
+  assert 'Traceback' not in proc.stderr and 'Event loop is closed' not in proc.stderr
+  assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints'))
+              if n != checkpoints.QUARANTINE]      # the partial folder is gone
+  proc = subprocess.run(_cmd(workdir, data_dir), cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _results(workdir) == _results(straight)
 
 
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):

@@ -135,3 +135,58 @@ def test_segment_max_segments_keeps_the_first():
                                max_segments=1)
   np.testing.assert_array_equal(seg.utterance, [0, 1, 2])
   np.testing.assert_array_equal(seg.audio[2], [201, 202, 203, 204, 205])
+
+
+def _union(shape=(('ser_crema_d', 30, 6), ('ravdess', 12, 8), ('ser_savee', 4, 14),
+                  ('tess', 2, 70))):
+  """Speakers of four corpora as in their union: (corpus, speakers, clips each)."""
+  labels, speakers = [], []
+  for corpus, n, per in shape:
+    for s in range(n):
+      labels += [j % 6 for j in range(per)]
+      speakers += [f'{corpus}:{s:03d}'] * per
+  return np.asarray(labels), np.asarray(speakers)
+
+
+def test_group_kfold_on_a_union_spreads_every_corpus_over_the_folds():
+  labels, speakers = _union()
+  corpora = splits.corpus_of(speakers)
+  tested = {}
+  for fold in range(5):
+    split = splits.utterance_split(labels, speakers, _protocol(name='group_kfold', fold=fold,
+                                                                k=5, val_fraction=0.1))
+    splits.check_disjoint({k: set(speakers[v]) for k, v in split.items()})
+    assert sorted(np.concatenate(list(split.values()))) == list(range(len(labels)))
+    train_corpora = set(corpora[split['train']])
+    for name in ('validation', 'test'):   # never a corpus held out that does not train
+      assert set(corpora[split[name]]) <= train_corpora, (fold, name)
+    for c in ('ser_crema_d', 'ravdess'):  # enough speakers: in every fold's test and validation
+      assert c in set(corpora[split['test']]) and c in set(corpora[split['validation']])
+    assert 'tess' not in set(corpora[split['validation']])   # 2 speakers: never validates
+    for c in set(corpora[split['test']]):
+      tested.setdefault(c, []).append(fold)
+  expected = splits.grouped_test_folds(speakers, 5)
+  assert tested == {c: expected[c] for c in tested}
+  assert len(expected['tess']) == 2 and len(expected['ser_savee']) == 4
+  assert expected['ravdess'] == [0, 1, 2, 3, 4]
+
+
+def test_group_split_on_a_union_holds_out_speakers_of_every_corpus():
+  labels, speakers = _union()
+  corpora = splits.corpus_of(speakers)
+  split = splits.utterance_split(labels, speakers, _protocol(name='group_split', fold=0))
+  splits.check_disjoint({k: set(speakers[v]) for k, v in split.items()})
+  assert set(corpora[split['test']]) == set(corpora)
+  assert set(corpora[split['train']]) == set(corpora)
+
+
+def test_group_kfold_on_one_corpus_is_unchanged_and_refuses_too_few_speakers():
+  from sklearn import model_selection
+  labels, speakers = _corpus()
+  split = splits.utterance_split(labels, speakers, _protocol(name='group_kfold', fold=3, k=5))
+  folds = model_selection.StratifiedGroupKFold(5, shuffle=True, random_state=0)
+  _, test = list(folds.split(np.arange(len(labels)), labels, speakers))[3]
+  np.testing.assert_array_equal(split['test'], np.sort(test))
+  labels, speakers = _corpus(n_speakers=3)
+  with pytest.raises(ValueError, match='needs at least 5 speakers'):
+    splits.utterance_split(labels, speakers, _protocol(name='group_kfold', fold=0, k=5))

@@ -81,3 +81,30 @@ def test_short_and_parallel(tmp_path, monkeypatch):
     monkeypatch.setattr(S, '_MIN_PARALLEL', 2)
     par = S.svm_features(ws, SR, cache_dir=tmp_path, num_workers=2)
     np.testing.assert_allclose(par, serial, rtol=1e-6, atol=1e-7)
+
+
+def _fails_on_third(job):
+    if job == 3:
+        raise KeyboardInterrupt   # as Ctrl-C half-way
+    return np.full(2, float(job), np.float32)
+
+
+def test_interrupted_map_keeps_what_finished_and_resumes(tmp_path, caplog):
+    caplog.set_level('INFO')
+    jobs = list(range(6))
+    paths = [tmp_path / f'{j}.npy' for j in jobs]
+    with pytest.raises(KeyboardInterrupt):
+        S.cached_map(_fails_on_third, jobs, paths, num_workers=1, min_parallel=100)
+    assert sorted(p.name for p in tmp_path.glob('*.npy')) == ['0.npy', '1.npy', '2.npy']
+    calls = []
+
+    def work(job):
+        calls.append(job)
+        return np.full(2, float(job), np.float32)
+
+    out = S.cached_map(work, jobs, paths, num_workers=1, min_parallel=100, what='stats')
+    assert calls == [3, 4, 5]   # only what the interrupted run had not finished
+    np.testing.assert_array_equal(np.stack(out)[:, 0], jobs)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any('stats: 3 of 6 cached, computing 3' in m for m in messages)
+    assert any(m.startswith('stats: 3/3 (100%)') and 'ETA' in m for m in messages)

@@ -1,0 +1,174 @@
+"""The workdir lock (one run at a time, stale locks taken over) and the check
+that a workdir is resumed or evaluated with the config it was trained with."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import cnn2d_bilstm
+from configs import selfattn_gender
+from ser_jax import workdir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_HOLD = '''
+import sys, time
+sys.path.insert(0, {repo!r})
+from ser_jax import workdir
+with workdir.lock({path!r}):
+  print('held', flush=True)
+  time.sleep(120)
+'''
+
+
+def _holder(path):
+  """A child process that holds the lock of `path` until killed."""
+  proc = subprocess.Popen([sys.executable, '-c', _HOLD.format(repo=REPO, path=str(path))],
+                          stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == 'held'
+  return proc
+
+
+def test_second_holder_is_refused_with_the_first_ones_identity(tmp_path):
+  proc = _holder(tmp_path)
+  try:
+    with pytest.raises(workdir.WorkdirBusyError) as e:
+      with workdir.lock(str(tmp_path)):
+        pass
+    message = str(e.value)
+    assert f'pid {proc.pid}' in message and socket.gethostname() in message
+    assert 'started' in message and 'another --workdir' in message
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
+  proc = _holder(tmp_path)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  with open(tmp_path / workdir.LOCK_NAME) as f:
+    assert json.load(f)['pid'] == proc.pid     # the dead holder's record is still there
+  with workdir.lock(str(tmp_path)):
+    with open(tmp_path / workdir.LOCK_NAME) as f:
+      assert json.load(f)['pid'] == os.getpid()
+  assert any('stale lock' in r.getMessage() and str(proc.pid) in r.getMessage()
+             for r in caplog.records)
+  assert os.path.getsize(tmp_path / workdir.LOCK_NAME) == 0   # released cleanly
+
+
+def test_lock_is_reentrant_in_one_process_and_released(tmp_path):
+  with workdir.lock(str(tmp_path)):
+    with workdir.lock(str(tmp_path)):   # a protocol's run inside the protocol's lock
+      pass
+    other = subprocess.run(   # still held: another process is refused
+        [sys.executable, '-c', _HOLD.format(repo=REPO, path=str(tmp_path))],
+        capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and 'WorkdirBusyError' in other.stderr
+  proc = _holder(tmp_path)   # released: a new process gets it
+  proc.kill()
+  proc.wait()
+
+
+def test_lock_of_another_host_is_respected_while_its_heartbeat_is_fresh(tmp_path, caplog):
+  path = tmp_path / workdir.LOCK_NAME
+  path.write_text(json.dumps({'host': 'other-node', 'pid': 4242, 'started': 'earlier',
+                              'command': 'python run.py ...'}))
+  with pytest.raises(workdir.WorkdirBusyError, match='pid 4242 on other-node'):
+    with workdir.lock(str(tmp_path)):
+      pass
+  old = time.time() - 2 * workdir.STALE_SECONDS
+  os.utime(path, (old, old))
+  with workdir.lock(str(tmp_path)):
+    pass
+  assert any('stale lock' in r.getMessage() and 'other-node' in r.getMessage()
+             for r in caplog.records)
+
+
+def _trained(tmp_path, config):
+  workdir.write_config(config, str(tmp_path))
+  workdir.record_command(str(tmp_path), 'train')
+  return str(tmp_path)
+
+
+def test_changed_fields_are_listed_and_runtime_fields_may_differ(tmp_path):
+  path = _trained(tmp_path, selfattn_gender.get_config('tiny'))
+  same = selfattn_gender.get_config('tiny')
+  same.log_every_steps = 7
+  same.eval_every_epochs = 2.0
+  same.checkpoint_every_steps = 5
+  same.data.data_dir = '/elsewhere'
+  assert workdir.check_config(same, path) == {}
+  changed = selfattn_gender.get_config('tiny')
+  changed.learning_rate = 0.5
+  changed.model.lstm_units = 8
+  with pytest.raises(workdir.ConfigMismatchError) as e:
+    workdir.check_config(changed, path)
+  message = str(e.value)
+  assert 'learning_rate: trained with 0.001, now 0.5' in message
+  assert 'model.lstm_units: trained with 16, now 8' in message
+  assert 'It was trained by:' in message
+  assert '--allow_config_change=learning_rate,model.lstm_units' in message
+  # Named intent: the field itself, its group, or all.
+  allowed = workdir.check_config(changed, path, allow=['learning_rate', 'model'])
+  assert set(allowed) == {'learning_rate', 'model.lstm_units'}
+  assert set(workdir.check_config(changed, path, allow=['all'])) == set(allowed)
+  with pytest.raises(workdir.ConfigMismatchError, match='lstm_units'):
+    workdir.check_config(changed, path, allow=['learning_rate'])
+
+
+def test_inference_modes_check_only_what_they_load(tmp_path):
+  path = _trained(tmp_path, selfattn_gender.get_config('tiny'))
+  trained_longer = selfattn_gender.get_config('tiny')
+  trained_longer.learning_rate = 0.5
+  trained_longer.num_epochs = 99
+  for mode in ('evaluate', 'predict', 'export'):
+    assert workdir.check_config(trained_longer, path, mode) == {}
+  other_fold = selfattn_gender.get_config('tiny')
+  other_fold.protocol.fold = 2
+  assert workdir.check_config(other_fold, path, 'predict') == {}
+  with pytest.raises(workdir.ConfigMismatchError, match='protocol.fold'):
+    workdir.check_config(other_fold, path, 'evaluate')
+  other_model = cnn2d_bilstm.get_config('tiny')
+  with pytest.raises(workdir.ConfigMismatchError, match='model.name') as e:
+    workdir.check_config(other_model, path, 'predict')
+  assert 'Use that config to predict' in str(e.value)
+
+
+def _run(args, timeout=120):
+  return subprocess.run([sys.executable, 'run.py', *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def test_run_py_refuses_a_busy_workdir_at_once(tmp_path):
+  proc = _holder(tmp_path)
+  try:
+    t0 = time.time()
+    out = _run(['--config=configs/selfattn_gender.py:tiny', f'--workdir={tmp_path}'])
+    assert out.returncode == 5, out.stderr[-2000:]
+    assert f'is in use by pid {proc.pid}' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'config.json').exists()     # nothing written
+    assert time.time() - t0 < 60
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def test_run_py_refuses_a_changed_config_on_resume(tmp_path):
+  config = selfattn_gender.get_config('tiny')
+  _trained(tmp_path, config)
+  out = _run(['--config=configs/selfattn_gender.py:tiny', f'--workdir={tmp_path}',
+              '--config.learning_rate=0.01'])
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'learning_rate: trained with 0.001, now 0.01' in out.stderr
+  assert 'Traceback' not in out.stderr
+  lines = (tmp_path / workdir.COMMANDS_NAME).read_text().splitlines()
+  assert len(lines) == 1     # the refused command did not join the trail
+  out = _run(['--config=configs/selfattn_gender.py:tiny', f'--workdir={tmp_path}',
+              '--mode=evaluate', '--config.model.name=cnn2d_bilstm'])
+  assert out.returncode == 2 and 'model.name' in out.stderr, out.stderr[-2000:]
