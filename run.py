@@ -113,6 +113,10 @@ def main(argv):
   except train.TrainingInterrupted as e:
     print(f'interrupted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
+  except KeyboardInterrupt:   # outside the neural loop (e.g. SVM statistics)
+    print('interrupted: what finished is kept (statistics are cached per file); re-run '
+          'the same command to resume', file=sys.stderr)
+    sys.exit(130)
   except train.NonFiniteLossError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(3)

@@ -29,3 +29,15 @@ def test_train_step_benchmark_reports_speed_and_profile(tmp_path):
       {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'})
   if env_missing and 'GLIBC_TUNABLES' not in os.environ:
     assert all(r['glibc_tunables'] == xla_setup.MALLOC_TUNABLE for r in lines)
+
+
+def test_svm_features_benchmark_reports_cold_warm_and_reference(tmp_path):
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/svm_features.py', '--config=configs/svm_features.py:tiny',
+       f'--data_dir={tmp_path / "tfds"}', '--limit=6', '--num_workers=1', '--reference=2'],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  assert r['files'] == 6 and r['cold_files_per_s'] > 0 and r['warm_s'] < r['cold_s']
+  assert r['reference_files'] == 2 and r['max_rel_diff_vs_librosa'] < 1e-5
+  assert r['ms_per_file_fast_1core'] > 0 and r['cores'] >= 1

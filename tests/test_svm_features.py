@@ -108,3 +108,24 @@ def test_interrupted_map_keeps_what_finished_and_resumes(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any('stats: 3 of 6 cached, computing 3' in m for m in messages)
     assert any(m.startswith('stats: 3/3 (100%)') and 'ETA' in m for m in messages)
+
+
+def test_fast_path_equals_the_recipes_librosa_calls():
+    ws = clips(n=3, seconds=3.2, seed=4) + [np.zeros(500, np.int16)]
+    for w in ws:
+        np.testing.assert_allclose(S.feature_vector(w, SR), S.feature_vector_librosa(w, SR),
+                                   rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(S.feature_vector(ws[0], SR, harmonic_tonnetz=False),
+                               S.feature_vector_librosa(ws[0], SR, harmonic_tonnetz=False),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('size', [31, 4])
+def test_median_filter_equals_scipy(size):
+    from scipy import ndimage
+    x = np.random.default_rng(0).random((57, 23)).astype(np.float32)
+    for axis in (0, 1):
+        shape = [1, 1]
+        shape[axis] = size
+        np.testing.assert_array_equal(S._median_filter(x, size, axis),
+                                      ndimage.median_filter(x, size=shape, mode='reflect'))
