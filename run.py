@@ -114,8 +114,8 @@ def main(argv):
     print(f'interrupted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
   except KeyboardInterrupt:   # outside the neural loop (e.g. SVM statistics)
-    print('interrupted: what finished is kept (statistics are cached per file); re-run '
-          'the same command to resume', file=sys.stderr)
+    print('interrupted; re-run the same command to resume (what finished is kept)',
+          file=sys.stderr)
     sys.exit(130)
   except train.NonFiniteLossError as e:
     print(f'error: {e}', file=sys.stderr)
@@ -138,7 +138,7 @@ def main(argv):
   except OSError as e:
     if e.errno not in _WRITE_ERRNOS:
       raise
-    print(f'error: writing {e.filename or "in " + str(_WORKDIR.value)} failed: {e.strerror}. Checkpoints '
+    print(f'error: {e.filename or "a file in " + str(_WORKDIR.value)}: {e.strerror}. Checkpoints '
           'saved before this are intact; free some space or use another --workdir, then '
           're-run the same command to resume.', file=sys.stderr)
     sys.exit(EXIT_WRITE_FAILED)

@@ -17,6 +17,7 @@ Faults (README "What survives a fault"):
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import json
@@ -140,6 +141,10 @@ class _FailureNoise(logging.Filter):
       return False
     return True
 
+  def flush(self):
+    """Lets held records through (at exit, in case no wait() came)."""
+    self.release(failed=False)
+
   def release(self, failed: bool):
     held, self.held = self.held, []
     self.active = max(0, self.active - 1)
@@ -162,6 +167,7 @@ logging.getLogger('absl').addFilter(_NOISE)      # Orbax logs through absl
 logging.getLogger('asyncio').addFilter(_NOISE)
 _PREVIOUS_UNRAISABLE = sys.unraisablehook
 sys.unraisablehook = _NOISE.unraisable
+atexit.register(_NOISE.flush)
 
 
 def _is_chief() -> bool:
@@ -179,11 +185,13 @@ class Checkpoints:
 
   `metric`/`mode` choose the best checkpoint: 'val_uar'/'max' (the papers'
   model selection) or e.g. 'val_loss'/'min' (Keras-style early stopping).
-  Opening it moves damaged steps aside (see the module docstring).
+  With `repair` (the training run, which holds the workdir's lock) damaged
+  steps are moved to quarantine; without it (evaluate, predict, export, which
+  may run beside training) they are only skipped, and nothing is moved.
   """
 
   def __init__(self, directory: str, keep: int = 2, async_save: bool = True,
-               metric: str = 'val_uar', mode: str = 'max'):
+               metric: str = 'val_uar', mode: str = 'max', repair: bool = False):
     if mode not in ('min', 'max'):
       raise ValueError(f'mode must be min or max, not {mode!r}')
     self.metric, self.mode = metric, mode
@@ -201,16 +209,20 @@ class Checkpoints:
     self.directory = os.path.abspath(directory)
     self._in_flight = None     # step of an asynchronous save not yet waited for
     self._in_flight_needed = 0
+    self.repair = repair
+    self._skip = set()         # damaged steps set aside (or left in place) by this object
+    self.manager = None
     self._quarantine_damaged()
     self.manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   # -- reading ---------------------------------------------------------------
 
   def all_steps(self) -> list[int]:
-    return sorted(self.manager.all_steps())
+    return sorted(s for s in self.manager.all_steps() if s not in self._skip)
 
   def latest_step(self):
-    return self.manager.latest_step()
+    steps = self.all_steps()
+    return steps[-1] if steps else None
 
   def best_step(self):
     """Step with the best `metric` (earliest among ties), or None."""
@@ -225,58 +237,89 @@ class Checkpoints:
     return best
 
   def restore(self, step: int, target):
-    """Restores `step` into the structure, dtypes and shardings of `target`."""
+    """Restores `step` into the structure, dtypes and shardings of `target`.
+    An intact step that does not fit `target` raises CheckpointMismatchError."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     _NOISE.restoring += 1
     try:
       return self.manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except
+      mismatch = self._mismatch(step, abstract)
+      if mismatch:
+        raise CheckpointMismatchError(
+            f'checkpoint step {step} in {self.directory} is intact but does not fit the '
+            f'state this config builds ({mismatch}); use the config the run was trained '
+            'with (its config.json)') from None
+      raise
     finally:
       _NOISE.restoring -= 1
 
   def restore_latest(self, target):
     """(state, step) of the newest readable checkpoint, or (None, None).
 
-    A step that cannot be restored is moved to quarantine with a warning
-    and the previous one is tried.
+    A damaged step is moved to quarantine (or skipped) with a warning and the
+    previous one is tried.
     """
     return self._restore_first(self.latest_step, target, 'the previous one')
 
   def restore_best(self, target):
     """(state, step) of the best readable checkpoint by `metric` (else the
-    newest), or (None, None); unreadable steps are moved to quarantine."""
+    newest), or (None, None); damaged steps are moved to quarantine (or skipped)."""
     def pick():
       best = self.best_step()
       return self.latest_step() if best is None else best
     return self._restore_first(pick, target, 'the next best')
 
   def _restore_first(self, pick, target, fallback: str):
+    """Restores the step `pick()` names; a step whose data cannot be read
+    (and whose metadata fits `target`) is set aside and `pick()` asked again.
+    Errors that say nothing about the step (out of memory, an I/O error of the
+    file system, a state that does not fit) are raised, never quarantined."""
     while (step := pick()) is not None:
       try:
         return self.restore(step, target), step
+      except CheckpointMismatchError:
+        raise
       except Exception as e:  # pylint: disable=broad-except
+        if _transient(e):
+          raise
         _NOISE.failed = True   # what TensorStore's abandoned reads print later
-        if self._readable(step):   # intact, but not the state this config builds
-          raise CheckpointMismatchError(
-              f'checkpoint step {step} in {self.directory} is intact but does not fit '
-              f'the state this config builds ({type(e).__name__}: {_short(e)}); use the '
-              'config the run was trained with (its config.json)') from None
-        where = self._quarantine(str(step), f'unreadable ({type(e).__name__}: {_short(e)})')
-        if where:
-          logging.warning('Trying %s instead of step %d.', fallback, step)
-        self._reopen()
+        if jax.process_count() > 1:   # the hosts would have to agree first
+          raise RuntimeError(
+              f'checkpoint step {step} in {self.directory} could not be read '
+              f'({type(e).__name__}: {_short(e)}); move it out of the checkpoints '
+              'folder and re-run to resume from the previous one') from None
+        self._set_aside(str(step), f'unreadable ({type(e).__name__}: {_short(e)})')
+        logging.warning('Trying %s instead of step %d.', fallback, step)
     return None, None
 
-  def _readable(self, step: int) -> bool:
-    """Whether `step` restores as saved (no target): tells a damaged step from
-    one that does not fit the caller's state."""
-    _NOISE.restoring += 1
+  def _mismatch(self, step: int, abstract) -> str | None:
+    """How the saved tree of `step` differs from `abstract` (structure, shapes,
+    dtypes), or None when they agree or the metadata cannot be read."""
     try:
-      self.manager.restore(int(step))
-      return True
+      saved = ocp.StandardCheckpointer().metadata(
+          os.path.join(self.directory, str(step), 'default')).item_metadata.tree
+      saved = {jax.tree_util.keystr(k): (tuple(v.shape), np.dtype(v.dtype).name)
+               for k, v in jax.tree_util.tree_leaves_with_path(saved)}
     except Exception:  # pylint: disable=broad-except
-      return False
-    finally:
-      _NOISE.restoring -= 1
+      return None
+    wanted = {jax.tree_util.keystr(k): (tuple(v.shape), np.dtype(v.dtype).name)
+              for k, v in jax.tree_util.tree_leaves_with_path(abstract)}
+    if saved == wanted:
+      return None
+    missing = sorted(set(wanted) - set(saved))
+    extra = sorted(set(saved) - set(wanted))
+    changed = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+    parts = []
+    if missing:
+      parts.append(f'not in the checkpoint: {", ".join(missing[:3])}'
+                   + (f' and {len(missing) - 3} more' if len(missing) > 3 else ''))
+    if extra:
+      parts.append(f'only in the checkpoint: {", ".join(extra[:3])}'
+                   + (f' and {len(extra) - 3} more' if len(extra) > 3 else ''))
+    for k in changed[:3]:
+      parts.append(f'{k}: saved {saved[k]}, wanted {wanted[k]}')
+    return '; '.join(parts)
 
   # -- writing ---------------------------------------------------------------
 
@@ -287,7 +330,11 @@ class Checkpoints:
     self.wait()   # surfaces the previous save's error, under its own step
     needed = self._needed_bytes(state)
     free = self._free_bytes()
-    if free is not None and free < needed:
+    refuse = free is not None and free < needed
+    if jax.process_count() > 1:   # process 0 decides for all: they save together
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      refuse = bool(multihost_utils.broadcast_one_to_all(np.int32(refuse)))
+    if refuse:
       raise CheckpointSaveError(int(step), self.directory, 'not enough free space',
                                 needed, free, self.latest_step(), errno.ENOSPC, wrote=False)
     self._in_flight, self._in_flight_needed = int(step), needed
@@ -330,6 +377,10 @@ class Checkpoints:
     self.manager.close()
 
   def _failed(self, e: BaseException, needed: int):
+    """Reports a failed save once: as CheckpointSaveError when the file system
+    refused it (an errno), else the error itself. Its unfinished folder is
+    removed; a step Orbax committed (it may fail afterwards, deleting old
+    steps) is kept."""
     step = self._in_flight
     try:  # let every writer thread of the failed save end before reporting
       self.manager.wait_until_finished()
@@ -337,17 +388,22 @@ class Checkpoints:
       pass
     self._in_flight = None
     _NOISE.release(failed=True)
-    if _is_chief():  # no barrier: on several hosts the others may not have failed
+    if _is_chief() and step is not None:  # no barrier: other hosts may not have failed
       for name in os.listdir(self.directory):
         m = _TMP_RE.match(name)
-        if name == str(step) or (m and int(m.group(1)) == step):
-          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        path = os.path.join(self.directory, name)
+        unfinished = (m and int(m.group(1)) == step) or (
+            name == str(step) and os.path.isdir(path) and step_problem(path))
+        if unfinished:
+          shutil.rmtree(path, ignore_errors=True)
     try:
       self._reopen()
       last_good = self.latest_step()
     except Exception:  # pylint: disable=broad-except
       last_good = None
     code, reason = _os_error(e)
+    if code is None:
+      raise e
     raise CheckpointSaveError(step, self.directory, reason, needed, self._free_bytes(),
                               last_good, code) from None
 
@@ -372,11 +428,21 @@ class Checkpoints:
   # -- damaged steps ---------------------------------------------------------
 
   def _reopen(self):
-    self.manager.close()
-    self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+    if self.manager is not None:
+      self.manager.close()
+      self.manager = ocp.CheckpointManager(self.directory, options=self._options)
 
-  def _quarantine(self, name: str, reason: str, sync: bool = True) -> str | None:
-    """Moves `directory/name` to quarantine/<name>-<time>/ (process 0); its new path."""
+  def _set_aside(self, name: str, reason: str, sync: bool = True, move: bool | None = None):
+    """A damaged step (or temporary folder) `name`: moved to
+    quarantine/<name>-<time>/ (process 0) when repairing (or `move`), else
+    skipped; either way, never tried again by this object."""
+    label = f'step {name}' if name.isdigit() else f'folder {name}'
+    if name.isdigit():
+      self._skip.add(int(name))
+    if not (self.repair if move is None else move):
+      logging.warning('Checkpoint %s is damaged: %s; skipping it (left in place).',
+                      label, reason)
+      return
     target = None
     if _is_chief():
       stamp = time.strftime('%Y%m%dT%H%M%S')
@@ -388,35 +454,55 @@ class Checkpoints:
       try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(os.path.join(self.directory, name), target)
-        with open(os.path.join(target, 'QUARANTINED.json'), 'w') as f:
-          json.dump({'reason': reason, 'time': stamp, 'host': socket.gethostname(),
-                     'pid': os.getpid()}, f)
       except OSError as e:
-        logging.warning('Could not move damaged checkpoint %s aside (%s).', name, e)
+        logging.warning('Checkpoint %s is damaged: %s; could not move it aside (%s), '
+                        'skipping it.', label, reason, e)
         target = None
+      else:
+        try:
+          with open(os.path.join(target, 'QUARANTINED.json'), 'w') as f:
+            json.dump({'reason': reason, 'time': stamp, 'host': socket.gethostname(),
+                       'pid': os.getpid()}, f)
+        except OSError:
+          pass   # the move is what matters; the note is a courtesy
+        logging.warning('Checkpoint %s is damaged: %s; moved to %s.', label, reason, target)
     if sync:
       _sync('ser_jax_checkpoint_quarantine')
-    if target:
-      label = f'step {name}' if name.isdigit() else f'folder {name}'
-      logging.warning('Checkpoint %s is damaged: %s; moved to %s.', label, reason, target)
-    return target
+    if target and name.isdigit():
+      self._skip.discard(int(name))   # gone: a new save of this step is a new step
+      self._reopen()
 
   def _quarantine_damaged(self):
-    """Moves aside every step folder that Orbax would trip over or trust wrongly:
-    unreadable metadata JSON, a missing commit marker (an unfinished save), or a
-    temporary folder left by an interrupted save."""
+    """Sets aside every step folder that Orbax would trip over or trust wrongly:
+    unreadable metadata JSON, a missing commit marker (an unfinished save), or,
+    when repairing, a temporary folder left by an interrupted save (a reader
+    beside a training run must not touch the save in progress)."""
     if _is_chief() and os.path.isdir(self.directory):
       for name in sorted(os.listdir(self.directory)):
         path = os.path.join(self.directory, name)
         if not os.path.isdir(path):
           continue
         if _TMP_RE.match(name):
-          self._quarantine(name, 'left by a save that did not finish', sync=False)
+          if self.repair:
+            self._set_aside(name, 'left by a save that did not finish', sync=False)
         elif name.isdigit():
           problem = step_problem(path)
           if problem:
-            self._quarantine(name, problem, sync=False)
+            # Orbax reads every step's metadata when it opens: an unreadable
+            # one must go even for a reader (a finished step; no save is in it).
+            self._set_aside(name, problem, sync=False,
+                            move=True if problem.startswith('unreadable') else None)
     _sync('ser_jax_checkpoint_open')
+
+
+def _transient(e: BaseException) -> bool:
+  """An error of the machine or file system rather than of the step's data
+  (out of memory, an OS error): raised as it is, never quarantined."""
+  code, _ = _os_error(e)
+  text = str(e)
+  return (code is not None or isinstance(e, MemoryError)
+          or any(t in text for t in ('RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'Out of memory',
+                                     'out of memory', 'DEADLINE_EXCEEDED')))
 
 
 def step_problem(step_dir: str) -> str | None:

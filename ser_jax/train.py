@@ -331,7 +331,8 @@ def make_checkpoints(config, workdir: str) -> checkpoints_lib.Checkpoints:
   sel = config.get('selection') or {}
   return checkpoints_lib.Checkpoints(
       os.path.join(workdir, 'checkpoints'), keep=config.checkpoint_keep,
-      metric=sel.get('metric', 'val_uar'), mode=sel.get('mode', 'max'))
+      metric=sel.get('metric', 'val_uar'), mode=sel.get('mode', 'max'),
+      repair=True)   # the training run holds the workdir's lock
 
 
 def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,

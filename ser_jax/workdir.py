@@ -113,10 +113,11 @@ class _Lock:
     if previous:
       age = time.time() - os.fstat(self.fd).st_mtime
       here = previous.get('host') == socket.gethostname()
-      if not here and age < STALE_SECONDS:
+      if not here and age < STALE_SECONDS and _heartbeat_goes_on(self.fd, path):
         os.close(self.fd)   # closing drops our flock
         raise WorkdirBusyError(_busy_message(os.path.dirname(path), previous) + (
-            f' Its heartbeat is {age:.0f} s old; if that host is down, delete {path}.'))
+            f' Its heartbeat (the lock file\'s time) is still refreshed; if that host is '
+            f'down, delete {path}.'))
       if here and previous.get('pid') != os.getpid() and _alive_here(previous.get('pid')):
         logging.warning('Lock %s names pid %s, which is alive but does not hold it; '
                         'taking it over.', path, previous.get('pid'))
@@ -147,6 +148,25 @@ class _Lock:
     os.close(self.fd)
 
 
+def _heartbeat_goes_on(fd: int, path: str) -> bool:
+  """Whether the holder on another host still refreshes the lock file. flock
+  succeeding proves it gone only where flock reaches across hosts, so the
+  file's time is watched for a heartbeat and a half before taking over (a job
+  requeued on another node after its holder died)."""
+  start = os.fstat(fd).st_mtime
+  logging.info('Lock %s names a holder on another host; watching its heartbeat for %.0f s.',
+               path, 1.5 * HEARTBEAT_SECONDS)
+  deadline = time.time() + 1.5 * HEARTBEAT_SECONDS
+  while time.time() < deadline:
+    time.sleep(min(1.0, HEARTBEAT_SECONDS / 10))
+    try:
+      if os.stat(path).st_mtime != start:
+        return True
+    except OSError:
+      return False
+  return False
+
+
 def _busy_message(workdir: str, holder: dict) -> str:
   who = _describe(holder) if holder.get('pid') else 'another process'
   return (f'workdir {workdir} is in use by {who}. Two runs in one workdir would mix their '
@@ -172,11 +192,11 @@ def lock(workdir: str):
     return
   held, error = None, None
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
     try:
+      os.makedirs(workdir, exist_ok=True)
       held = _Lock(os.path.join(workdir, LOCK_NAME))
-    except WorkdirBusyError as e:
-      error = e
+    except Exception as e:  # pylint: disable=broad-except
+      error = e   # raised below, after the other hosts have heard of it
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
@@ -230,8 +250,17 @@ def config_changes(config, workdir: str, mode: str = 'train') -> dict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    saved = _flatten(json.load(f))
+  try:
+    with open(path) as f:
+      saved = _flatten(json.load(f))
+  except (OSError, ValueError) as e:
+    if mode == 'train':
+      raise ConfigMismatchError(
+          f'{path} is unreadable ({type(e).__name__}: {e}), so it cannot tell whether this '
+          'config is the one the workdir was trained with; restore it, or pass '
+          '--allow_config_change=all to resume and rewrite it') from None
+    logging.warning('%s is unreadable (%s); not checking the config against it.', path, e)
+    return {}
   now = _flatten(json.loads(config.to_json_best_effort()))
   changes = {}
   for name in sorted(set(saved) | set(now)):
@@ -249,10 +278,13 @@ def check_config(config, workdir: str, mode: str = 'train', allow=()) -> dict:
   from the one `workdir` was trained with, except those named in `allow`
   (a field or a group such as 'model'; 'all' allows any). Returns the allowed
   changes."""
-  changes = config_changes(config, workdir, mode)
   allow = tuple(a.strip() for a in allow if a.strip())
   if 'all' in allow:
-    return changes
+    try:
+      return config_changes(config, workdir, mode)
+    except ConfigMismatchError:   # unreadable config.json, and any change allowed
+      return {}
+  changes = config_changes(config, workdir, mode)
   refused = {k: v for k, v in changes.items() if not _covered(k, allow)}
   if refused:
     lines = '\n'.join(f'  {k}: trained with {_show(a)}, now {_show(b)}'

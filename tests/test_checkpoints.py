@@ -84,7 +84,7 @@ def test_damaged_latest_is_quarantined_and_the_step_can_be_saved_again(tmp_path,
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.close()
   damage_step(str(tmp_path / '2'), kind)
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True)
   state, step = ckpt.restore_latest(_state(0))
   assert step == 1
   np.testing.assert_array_equal(state['params']['w'], [1.0, 1.0, 1.0])
@@ -99,6 +99,42 @@ def test_damaged_latest_is_quarantined_and_the_step_can_be_saved_again(tmp_path,
   assert checkpoints.Checkpoints(str(tmp_path), keep=3).restore_latest(_state(0))[1] == 2
 
 
+@pytest.mark.parametrize('kind', DAMAGES)
+def test_readers_skip_damaged_steps_without_moving_anything(tmp_path, kind):
+  """evaluate/predict/export (no repair) may run beside training: they skip a
+  damaged step and leave every folder, a save in progress included, in place
+  (but a step whose metadata JSON is unreadable, on which Orbax itself fails
+  to open, is moved aside: it is finished, no save is writing into it)."""
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  for step in (1, 2):
+    ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
+  ckpt.close()
+  damage_step(str(tmp_path / '2'), kind)
+  before = sorted(os.listdir(tmp_path))
+  reader = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  for restore in (reader.restore_latest, reader.restore_best):
+    state, step = restore(_state(0))
+    assert step == 1 and float(state['params']['w'][0]) == 1.0
+  if kind == 'metadata':
+    assert sorted(os.listdir(tmp_path)) == ['1', checkpoints.QUARANTINE]
+  else:
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_unreadable_step_that_cannot_be_moved_is_skipped_not_retried(tmp_path, monkeypatch):
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  for step in (1, 2):
+    ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
+  ckpt.close()
+  damage_step(str(tmp_path / '2'), 'arrays')
+  def refuse(*a, **k):
+    raise PermissionError(13, 'Permission denied')
+  monkeypatch.setattr(checkpoints.shutil, 'move', refuse)
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True).restore_latest(
+      _state(0))
+  assert step == 1
+
+
 def test_damaged_best_falls_back_to_the_next_best(tmp_path):
   ckpt = checkpoints.Checkpoints(str(tmp_path), keep=1)
   for step, uar in zip((1, 2, 3), (0.9, 0.5, 0.7)):
@@ -106,7 +142,8 @@ def test_damaged_best_falls_back_to_the_next_best(tmp_path):
   ckpt.close()
   assert sorted(os.listdir(tmp_path)) == ['1', '3']
   damage_step(str(tmp_path / '1'), 'arrays')
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=1).restore_best(_state(0))
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=1, repair=True).restore_best(
+      _state(0))
   assert step == 3
   np.testing.assert_array_equal(state['params']['w'], [3.0, 3.0, 3.0])
 
@@ -163,7 +200,8 @@ def test_intact_checkpoint_of_another_model_is_not_quarantined(tmp_path):
   ckpt.save(1, _state(1), {'val_uar': 0.1})
   ckpt.close()
   other = {'params': {'w': jnp.zeros((5,)), 'b': jnp.zeros(())}, 'step': jnp.asarray(0)}
-  with pytest.raises(checkpoints.CheckpointMismatchError, match='intact but does not fit'):
-    checkpoints.Checkpoints(str(tmp_path), keep=3).restore_latest(other)
+  for repair in (False, True):
+    with pytest.raises(checkpoints.CheckpointMismatchError, match='not in the checkpoint'):
+      checkpoints.Checkpoints(str(tmp_path), keep=3, repair=repair).restore_latest(other)
   assert not (tmp_path / checkpoints.QUARANTINE).exists()
   assert checkpoints.Checkpoints(str(tmp_path)).restore_latest(_state(0))[1] == 1
