@@ -85,9 +85,10 @@ def check_disjoint(split: Mapping[str, Sequence[str]]):
 # Utterance-level protocols of the combined-corpora papers.
 
 SPEAKER_PROTOCOLS = ('loso', 'loso_session', 'holdout')
-UTTERANCE_PROTOCOLS = ('stratified_kfold', 'stratified_split', 'group_kfold', 'group_split')
+UTTERANCE_PROTOCOLS = ('stratified_kfold', 'stratified_split', 'group_kfold', 'group_split',
+                       'cross_corpus')
 # Protocols under which no speaker is in two of train/validation/test.
-SPEAKER_INDEPENDENT = SPEAKER_PROTOCOLS + ('group_kfold', 'group_split')
+SPEAKER_INDEPENDENT = SPEAKER_PROTOCOLS + ('group_kfold', 'group_split', 'cross_corpus')
 
 
 def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
@@ -99,6 +100,8 @@ def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
     return len(set(speaker_session.values()))
   if name in ('stratified_kfold', 'group_kfold'):
     return int(protocol.get('k', 5))
+  if name == 'cross_corpus' and not protocol.get('test'):
+    return len(set(corpus_of(list(speaker_session))))
   return 1
 
 
@@ -130,6 +133,10 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
   seed = int(protocol.get('split_seed', 0))
   idx = np.arange(len(labels))
   name = protocol.name
+  if name == 'cross_corpus':
+    out = _cross_corpus(labels, speakers, protocol, seed)
+    check_disjoint({k: set(speakers[v]) for k, v in out.items()})
+    return out
   if name in ('group_kfold', 'group_split'):
     out = _grouped(labels, speakers, protocol, seed)
     check_disjoint({k: set(speakers[v]) for k, v in out.items()})
@@ -231,6 +238,51 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
       train, val = rest, rest[:0]
     for split, part in zip(('train', 'validation', 'test'), (train, val, test)):
       parts[split].append(part)
+  return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
+
+
+def cross_corpus_test(corpora, protocol) -> tuple[str, ...]:
+  """The test corpora of a cross_corpus fold: `protocol.test` if given, else
+  the fold-th corpus in sorted order (leave one corpus out)."""
+  names = sorted(set(corpora))
+  if len(names) < 2:
+    raise ValueError(f'cross_corpus needs a union of corpora; the data has {names}')
+  test = tuple(protocol.get('test', ()) or ())
+  if not test:
+    _check_fold(protocol.fold, len(names), 'corpora')
+    test = (names[protocol.fold],)
+  unknown = sorted(set(test) - set(names))
+  if unknown:
+    raise ValueError(f'protocol.test names {unknown}, not among the corpora {names}')
+  return test
+
+
+def _cross_corpus(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
+  """Test on whole corpora, train and validate on others: `protocol.train`
+  (default: every other corpus); validation is `val_fraction` of each training
+  corpus's speakers (corpora with at least 3), as in the grouped protocols.
+  Classes that the test corpora lack are left out of training and validation
+  (`restrict_to_test_classes` in the input pipeline)."""
+  corpora = corpus_of(speakers)
+  test = cross_corpus_test(corpora, protocol)
+  train = tuple(protocol.get('train', ()) or ()) or tuple(
+      c for c in sorted(set(corpora)) if c not in test)
+  overlap = sorted(set(train) & set(test))
+  if overlap:
+    raise ValueError(f'cross_corpus: {overlap} both trains and tests')
+  val_fraction = float(protocol.get('val_fraction', 0.1))
+  parts = {'train': [], 'validation': [], 'test': [np.flatnonzero(np.isin(corpora, test))]}
+  for corpus in train:
+    idx = np.flatnonzero(corpora == corpus)
+    if not len(idx):
+      raise ValueError(f'protocol.train names {corpus!r}, which the data does not have')
+    if len(set(speakers[idx])) >= 3:
+      rest, val = _two_way(idx, labels, speakers, val_fraction, seed, True)
+    else:
+      rest, val = idx, idx[:0]
+    parts['train'].append(rest)
+    parts['validation'].append(val)
+  logging.info('cross_corpus: train on %s, test on %s.', ', '.join(train), ', '.join(test))
   return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
 
 

@@ -190,3 +190,42 @@ def test_group_kfold_on_one_corpus_is_unchanged_and_refuses_too_few_speakers():
   labels, speakers = _corpus(n_speakers=3)
   with pytest.raises(ValueError, match='needs at least 5 speakers'):
     splits.utterance_split(labels, speakers, _protocol(name='group_kfold', fold=0, k=5))
+
+
+def test_cross_corpus_leaves_one_corpus_out_per_fold():
+  labels, speakers = _union()
+  corpora = splits.corpus_of(speakers)
+  names = sorted(set(corpora))
+  speaker_session = {s: s for s in set(speakers)}
+  protocol = _protocol(name='cross_corpus', fold=0, val_fraction=0.1)
+  assert splits.num_folds(protocol, speaker_session) == len(names) == 4
+  for fold, held in enumerate(names):
+    protocol.fold = fold
+    split = splits.utterance_split(labels, speakers, protocol)
+    assert set(corpora[split['test']]) == {held}
+    assert len(split['test']) == int((corpora == held).sum())
+    assert held not in set(corpora[split['train']]) | set(corpora[split['validation']])
+    assert set(corpora[split['train']]) == set(names) - {held}
+    # Validation from corpora with >= 3 speakers only, speaker-disjoint from training.
+    assert set(corpora[split['validation']]) <= {'ser_crema_d', 'ravdess', 'ser_savee'}
+    splits.check_disjoint({k: set(speakers[v]) for k, v in split.items()})
+  named = splits.utterance_split(labels, speakers, _protocol(
+      name='cross_corpus', fold=0, test=('ser_savee',), train=('ravdess', 'tess')))
+  assert set(corpora[named['test']]) == {'ser_savee'}
+  assert set(corpora[named['train']]) == {'ravdess', 'tess'}
+  with pytest.raises(ValueError, match='not among the corpora'):
+    splits.utterance_split(labels, speakers, _protocol(name='cross_corpus', fold=0,
+                                                       test=('iemocap',)))
+  one_labels, one_speakers = _corpus()
+  with pytest.raises(ValueError, match='needs a union'):
+    splits.utterance_split(one_labels, one_speakers, _protocol(name='cross_corpus', fold=0))
+
+
+def test_cross_corpus_keeps_the_classes_both_sides_have():
+  # class 7 ('surprised') only in training, class 1 ('calm') only in test
+  labels = np.asarray([0, 2, 2, 7, 0, 1, 2])
+  index = {'train': np.arange(4), 'validation': np.asarray([3]), 'test': np.arange(4, 7)}
+  out = input_pipeline.restrict_to_test_classes(index, labels)
+  np.testing.assert_array_equal(out['train'], [0, 1, 2])
+  np.testing.assert_array_equal(out['validation'], np.zeros(0, int))
+  np.testing.assert_array_equal(out['test'], [4, 6])
