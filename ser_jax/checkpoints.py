@@ -6,12 +6,15 @@ the best step is the one with the highest validation UAR.
 
 Faults (README "What survives a fault"):
   * A damaged step (unreadable arrays or metadata, no commit marker, a
-    left-over temporary folder of an interrupted save) is moved to
-    `checkpoints/quarantine/<step>-<time>/` before anything is saved again,
-    and the previous step is used.
+    left-over temporary folder of an interrupted save) is moved by the
+    training run (`repair=True`) to `checkpoints/quarantine/<step>-<time>/`
+    before anything is saved again, and the previous step is used; readers
+    (evaluate, predict, export) skip it and move nothing. An intact step that
+    does not fit the caller's state raises CheckpointMismatchError; errors of
+    the machine (out of memory, OS errors) are raised as they are.
   * A save that cannot be written (no space, read-only, I/O error) raises one
     `CheckpointSaveError` naming the step, the folder, the space needed and
-    free; its partial folder is removed and earlier steps are left intact.
+    free; its unfinished folder is removed and earlier steps are left intact.
     Orbax's per-thread error reports of that save are held back (the error
     carries their cause), so the failure is reported once.
 """
@@ -124,7 +127,6 @@ class _FailureNoise(logging.Filter):
     self.failed = False   # a failed save or restore was handled in this process
     self.restoring = 0    # restores in progress (a failing one is noisy before it raises)
     self.held = []
-    self.dropped = 0
 
   def _is_noise(self, text: str) -> bool:
     return bool(self.failed or self.restoring or self.active) and any(
@@ -137,7 +139,6 @@ class _FailureNoise(logging.Filter):
       self.held.append(record)
       return False
     if record.levelno >= logging.ERROR and self._is_noise(record.getMessage()):
-      self.dropped += 1
       return False
     return True
 
@@ -149,15 +150,13 @@ class _FailureNoise(logging.Filter):
     held, self.held = self.held, []
     self.active = max(0, self.active - 1)
     if failed:
-      self.failed = True
-      self.dropped += len(held)
+      self.failed = True   # the held records repeat the error reported once
     else:
       for record in held:   # not about a failed save: let them through
         logging.getLogger(record.name).handle(record)
 
   def unraisable(self, info):
     if self._is_noise(f'{info.exc_value}'):
-      self.dropped += 1
       return
     _PREVIOUS_UNRAISABLE(info)
 

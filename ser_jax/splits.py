@@ -164,17 +164,6 @@ def _fractions(protocol):
   return f_train, f_val, f_test
 
 
-def grouped_test_folds(speakers, k: int) -> dict[str, list[int]]:
-  """{corpus: folds of group_kfold in which it has test speakers} (all k for a
-  corpus with at least k speakers)."""
-  corpora = corpus_of(speakers)
-  out = {}
-  for i, c in enumerate(sorted(set(corpora))):
-    n = len(set(np.asarray(speakers)[corpora == c]))
-    out[c] = list(range(k)) if n >= k else sorted(_small_corpus_folds(n, k, i))
-  return out
-
-
 def _small_corpus_folds(n: int, k: int, offset: int) -> list[int]:
   """Folds that test the n < k speakers of a corpus, one each, spread over the
   k folds and rotated by the corpus's position so that small corpora do not
@@ -200,20 +189,17 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
   else:
     f_train, f_val, f_test = _fractions(protocol)
     val_fraction = f_val / (f_train + f_val)
-  # In a union a corpus validates only with >= 3 speakers left after its test
-  # speakers (>= 2 then train): TESS's 2 speakers of 1,400 clips each would
-  # otherwise take half its training data and most of the validation set.
-  min_left = 2 if len(set(corpora)) == 1 else 3
+  single = len(set(corpora)) == 1
   for i, corpus in enumerate(sorted(set(corpora))):
     idx = np.flatnonzero(corpora == corpus)
     names = sorted(set(speakers[idx]))
     if len(names) < 2:
-      if len(set(corpora)) == 1:
+      if single:
         raise ValueError(f'{len(names)} speaker(s) cannot make a speaker-disjoint split; '
                          'use more speakers or a speaker protocol')
       rest, test = idx, idx[:0]   # one speaker: training only
     elif name == 'group_kfold' and len(names) < k:
-      if len(set(corpora)) == 1:
+      if single:
         raise ValueError(f'group_kfold with k={k} needs at least {k} speakers; the corpus '
                          f'has {len(names)}: lower protocol.k or use loso')
       folds = _small_corpus_folds(len(names), k, i)
@@ -232,7 +218,11 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
       rest, test = idx[r], idx[t]
     else:
       rest, test = _two_way(idx, labels, speakers, f_test, seed, True)
-    if len(set(speakers[rest])) >= min_left or min_left == 2:   # (one corpus: as before)
+    # In a union a corpus validates only with >= 3 speakers left after its test
+    # speakers (>= 2 then train): TESS's 2 speakers of 1,400 clips each would
+    # otherwise take half its training data and most of the validation set.
+    # One corpus splits as it always did (_two_way refuses < 2 speakers).
+    if single or len(set(speakers[rest])) >= 3:
       train, val = _two_way(rest, labels, speakers, val_fraction, seed, True)
     else:
       train, val = rest, rest[:0]

@@ -144,6 +144,12 @@ def _harmonic(stft: np.ndarray, length: int, dtype, n_fft: int, hop: int) -> np.
                          dtype=dtype)
 
 
+def _row_means(*parts) -> np.ndarray:
+    """The vector of row means of each feature matrix, in `SLICES` order."""
+    vec = np.concatenate([np.mean(a, axis=1) for a in parts])
+    return np.nan_to_num(vec).astype(np.float32)
+
+
 def feature_vector(y: np.ndarray, sr: int, **overrides) -> np.ndarray:
     """The statistics of one waveform (int16 or float), float32 `[173]`
     (`n_mfcc + n_mels + 25` with other sizes).
@@ -169,9 +175,7 @@ def feature_vector(y: np.ndarray, sr: int, **overrides) -> np.ndarray:
         harm = (_harmonic(stft, len(y), y.dtype, n_fft, hop) if p['harmonic_tonnetz']
                 else y)
         tonnetz = librosa.feature.tonnetz(y=harm, sr=sr)
-    parts = [mfcc, mel, chroma, contrast, tonnetz]
-    vec = np.concatenate([np.mean(a, axis=1) for a in parts])
-    return np.nan_to_num(vec).astype(np.float32)
+    return _row_means(mfcc, mel, chroma, contrast, tonnetz)
 
 
 def feature_vector_librosa(y: np.ndarray, sr: int, **overrides) -> np.ndarray:
@@ -196,9 +200,7 @@ def feature_vector_librosa(y: np.ndarray, sr: int, **overrides) -> np.ndarray:
                                                      hop_length=hop)
         harm = librosa.effects.harmonic(y) if p['harmonic_tonnetz'] else y
         tonnetz = librosa.feature.tonnetz(y=harm, sr=sr)
-    parts = [mfcc, mel, chroma, contrast, tonnetz]
-    vec = np.concatenate([np.mean(a, axis=1) for a in parts])
-    return np.nan_to_num(vec).astype(np.float32)
+    return _row_means(mfcc, mel, chroma, contrast, tonnetz)
 
 
 def _init_worker(librosa_cache: Optional[str]):

@@ -205,3 +205,29 @@ def test_intact_checkpoint_of_another_model_is_not_quarantined(tmp_path):
       checkpoints.Checkpoints(str(tmp_path), keep=3, repair=repair).restore_latest(other)
   assert not (tmp_path / checkpoints.QUARANTINE).exists()
   assert checkpoints.Checkpoints(str(tmp_path)).restore_latest(_state(0))[1] == 1
+
+
+def test_machine_errors_on_restore_are_raised_not_quarantined(tmp_path, monkeypatch):
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt.save(1, _state(1), {'val_uar': 0.1})
+  ckpt.close()
+  reader = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True)
+
+  def out_of_memory(*a, **k):
+    raise ValueError('RESOURCE_EXHAUSTED: Out of memory allocating 4 GiB')
+
+  monkeypatch.setattr(reader.manager, 'restore', out_of_memory)
+  with pytest.raises(ValueError, match='RESOURCE_EXHAUSTED'):
+    reader.restore_latest(_state(0))
+  assert sorted(os.listdir(tmp_path)) == ['1']
+
+
+def test_tensorflow_file_errors_become_os_errors():
+  from ser_jax import monitoring
+  with pytest.raises(OSError) as e:
+    with monitoring.os_errors('/w/tensorboard'):
+      raise RuntimeError('events.out; No space left on device. Could not flush events file.')
+  assert e.value.errno == errno.ENOSPC and e.value.filename == '/w/tensorboard'
+  with pytest.raises(KeyError):   # anything else passes through unchanged
+    with monitoring.os_errors('/w/tensorboard'):
+      raise KeyError('x')
