@@ -1,4 +1,5 @@
 """Test set-up: the repo root on sys.path, quiet TensorFlow, small thread pools,
+no inherited non-tests,
 and one persistent XLA compilation cache for the session.
 
 The many subprocess runs of the tests (resume, signals, faults, two hosts) compile
@@ -13,6 +14,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,3 +25,40 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+
+
+def pytest_collection_modifyitems(config, items):
+  """Drops `test_session`, which TFDS's builder test case inherits from
+  tf.test.TestCase (a deprecated context manager, not a test: pytest would
+  report it as skipped)."""
+  kept = [i for i in items if i.name != 'test_session']
+  if len(kept) != len(items):
+    config.hook.pytest_deselected(items=[i for i in items if i.name == 'test_session'])
+    items[:] = kept
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _release_memory_after_each_module():
+  """Frees what a test module compiled (JAX's caches) and hands the freed heap
+  back to the OS, so the suite's memory stays that of its largest module."""
+  yield
+  import gc  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.clear_caches()
+  gc.collect()
+  try:
+    import ctypes  # pylint: disable=g-import-not-at-top
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto` (pytest.ini): one worker per core, at most 2, fewer where memory is
+  short; each worker peaks near 2 GB on the suite's largest module."""
+  del config
+  try:
+    avail = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError):
+    avail = 8 * 2**30
+  return max(1, min(os.cpu_count() or 1, 2, int(avail // (3 * 2**30))))

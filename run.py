@@ -11,6 +11,9 @@ import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# TensorFlow only reads the corpus and writes TensorBoard/SavedModels here; its
+# oneDNN notice (printed twice, whatever TF_CPP_MIN_LOG_LEVEL says) goes with this.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 if __name__ == '__main__':
   # Huge pages for XLA's per-step buffers: a glibc tunable, read at start-up,
@@ -37,7 +40,11 @@ _CHECKPOINT = flags.DEFINE_string(
 _ALLOW_CHANGE = flags.DEFINE_list(
     'allow_config_change', [], 'Config fields (or groups such as model) that may differ from '
     'the config the workdir was trained with, e.g. num_epochs,learning_rate; all: any.')
-_SPLIT = flags.DEFINE_list('split', ['test'], 'evaluate: split(s) to evaluate.')
+_SPLIT = flags.DEFINE_list('split', ['test'], 'evaluate: split(s) to evaluate: test, '
+                          'validation (or val), train.')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'evaluate: folder for the results (default WORKDIR/eval; the '
+    "training's results.json is never touched).")
 _WAV = flags.DEFINE_string('wav', None, 'predict: audio file(s) and/or folder(s), comma-separated.')
 _GENDER = flags.DEFINE_enum('gender', None, ['female', 'male'],
                             'predict: speaker gender (default: average over both).')
@@ -58,6 +65,7 @@ def main(argv):
   config = _CONFIG.value
   import jax  # pylint: disable=g-import-not-at-top
   from ser_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from ser_jax import cli  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import sharding  # pylint: disable=g-import-not-at-top
   from ser_jax import train  # pylint: disable=g-import-not-at-top
@@ -87,11 +95,14 @@ def main(argv):
       workdir_lib.check_config(config, trained_in, _MODE.value, _ALLOW_CHANGE.value)
     if _MODE.value == 'evaluate':
       from ser_jax import predict  # pylint: disable=g-import-not-at-top
+      splits = cli.split_names(_SPLIT.value)
       ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value,
                                              config.get('selection'))
+      outdir = _OUTPUT_DIR.value or os.path.join(
+          _WORKDIR.value or os.path.dirname(ckpt.directory), 'eval')
+      cli.check_writable(outdir, '--output_dir=FOLDER (a read-only workdir is fine)')
       exp = train.build_experiment(config)
-      outdir = _WORKDIR.value or os.path.dirname(ckpt.directory)
-      train.evaluate_checkpoint(exp, ckpt, outdir, step, splits=tuple(_SPLIT.value))
+      train.evaluate_to_folder(exp, ckpt, outdir, step, splits=splits)
     elif _MODE.value == 'export':
       from ser_jax import export  # pylint: disable=g-import-not-at-top
       out = _EXPORT_DIR.value or os.path.join(_WORKDIR.value or '.', 'export')
@@ -110,6 +121,9 @@ def main(argv):
       if failed:
         print(f'{failed} file(s) could not be read', file=sys.stderr)
         sys.exit(1)
+  except (app.UsageError, cli.UsageError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   except train.TrainingInterrupted as e:
     print(f'interrupted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
@@ -186,14 +200,25 @@ def _trained_workdir():
 
 
 class _QuietLibraries:
-  """Drops INFO chatter of Orbax and TFDS (warnings and errors still show)."""
+  """Drops INFO chatter of Orbax, TFDS, TensorFlow and JAX, and TFDS's notes about its own
+  deprecated fields (other warnings and errors still show)."""
 
   def filter(self, record):
-    return record.levelno >= 30 or not any(
-        f'/{lib}/' in record.pathname for lib in ('orbax', 'tensorflow_datasets', 'jax'))
+    lib = next((lib for lib in ('orbax', 'tensorflow_datasets', 'tensorflow', 'jax')
+                if f'/{lib}/' in record.pathname), None)
+    if lib is None:
+      return True
+    if lib == 'tensorflow_datasets' and 'is deprecated' in str(record.msg):
+      return False
+    return record.levelno >= 30
 
 
 if __name__ == '__main__':
+  from ser_jax import cli  # pylint: disable=g-import-not-at-top
+  _error = cli.config_error(sys.argv)
+  if _error:
+    print(f'error: {_error}', file=sys.stderr)
+    sys.exit(2)
   flags.mark_flags_as_required(['config'])
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())

@@ -90,15 +90,18 @@ def utterance_report(utts: input_pipeline.Utterances, probs: np.ndarray, class_n
   return report
 
 
-def format_report(name: str, report: dict) -> str:
+def format_report(name: str, report: dict, confusion: bool = True) -> str:
+  """The figures of one split (UAR, WA, and with `confusion` the row-normalised
+  confusion), then each corpus's of a union."""
   classes = report['classes']
-  width = max(len(c) for c in classes) + 2
+  width = max(max(len(c) for c in classes) + 2, 10)
   lines = [f'{name}: UAR {100 * report["uar"]:.2f}%  WA {100 * report["wa"]:.2f}%  '
-           f'({report["num_examples"]} utterances, {report["aggregation"]}-pooled segments)',
-           'confusion (% of each true class; rows true, columns predicted):',
-           ' ' * width + ''.join(f'{c[:7]:>8}' for c in classes)]
-  for c, row in zip(classes, report['confusion_pct']):
-    lines.append(f'{c:<{width}}' + ''.join(f'{v:8.1f}' for v in row))
+           f'({report["num_examples"]} utterances, {report["aggregation"]}-pooled segments)']
+  if confusion:   # rows: true class; columns: predicted; % of each true class
+    lines[0] += '; confusion (% of each true class):'
+    lines.append(f'{"true|pred":<{width}}' + ''.join(f'{c[:7]:>8}' for c in classes))
+    for c, row in zip(classes, report['confusion_pct']):
+      lines.append(f'{c:<{width}}' + ''.join(f'{v:8.1f}' for v in row))
   for c, part in report.get('per_corpus', {}).items():
     lines.append(f'  {c}: UAR {100 * part["uar"]:.2f}%  WA {100 * part["wa"]:.2f}%  '
                  f'({part["num_examples"]} utterances, {part["num_speakers"]} speakers)')

@@ -54,14 +54,23 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   module.params = tf.nest.map_structure(tf.Variable, params)
   module.class_names = tf.Variable(classes, trainable=False, name='class_names')
 
+  # autograph=False: these are plain TF ops around the converted JAX function,
+  # which AutoGraph would try (and fail, with a warning each) to rewrite.
   @tf.function(input_signature=[tf.TensorSpec([None, seg_len], tf.float32),
-                                tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)])
+                                tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)],
+               autograph=False)
   def segments(audio, lengths, gender):
     return {'probabilities': converted(module.params, audio, lengths, gender)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)],
+               autograph=False)
   def utterance(waveform, gender):
     n = tf.shape(waveform)[0]
+    check = tf.debugging.assert_positive(
+        n, message='ser_jax export: the waveform is empty (0 samples); pass mono float32 '
+        f'audio at {sr} Hz')
+    with tf.control_dependencies([check]):
+      n = tf.identity(n)
     count = 1 + tf.maximum(0, (n - seg_len + hop - 1) // hop)
     if max_segments > 0:
       count = tf.minimum(count, max_segments)

@@ -7,9 +7,13 @@ uninterrupted one would. Feature extraction happens later, on device.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import os
+import sys
+import time
 from typing import Iterator, Mapping, Sequence
 
 import ml_collections
@@ -100,20 +104,51 @@ def get_builder(data_cfg):
   name = tfds_name(data_cfg)
   data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.get('data_dir') else None
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _quiet_tfds():
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
     raise CorpusNotPreparedError(
         f'Corpus {name!r} is not prepared in {data_dir or tfds.core.constants.DATA_DIR} '
         f'({type(e).__name__}). Build it once with:\n  {_build_command(data_cfg)}') from e
-  if builder.is_prepared():
+  if prepared:
     return builder
   if getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
     raise CorpusNotPreparedError(
         f'Corpus {name!r} is not prepared in {builder.data_dir_root}. It needs '
         f'the original files; build it once with:\n  {_build_command(data_cfg)}')
   logging.info('Preparing %s in %s (first use).', name, builder.data_dir_root)
-  builder.download_and_prepare()
+  t0 = time.time()
+  with _quiet_tfds(progress=sys.stderr.isatty()):
+    builder.download_and_prepare()
+  logging.info('Prepared %s in %.1fs (%d examples).', name, time.time() - t0,
+               builder.info.splits.total_num_examples)
   return builder
+
+
+class _DropRecords(logging.Filter):
+  WHAT = ('has no dataset_info.json',)   # TFDS on a corpus not built yet: expected here
+
+  def filter(self, record):
+    return not any(w in str(record.msg) for w in self.WHAT)
+
+
+@contextlib.contextmanager
+def _quiet_tfds(progress: bool = True):
+  """TFDS without its notes on an unbuilt corpus, its print()s to stdout and
+  (progress=False) its progress bars."""
+  import tensorflow_datasets as tfds
+  drop = _DropRecords()
+  logging.getLogger('absl').addFilter(drop)
+  if not progress:
+    tfds.disable_progress_bar()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    logging.getLogger('absl').removeFilter(drop)
+    if not progress:
+      tfds.enable_progress_bar()
 
 
 def _selected(ex, emotion: str, data_cfg) -> str | None:
@@ -158,7 +193,6 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
     utts.speakers = np.asarray([f'{name}:{s}' for s in utts.speakers])
     utts.paths = np.asarray([f'{name}/{p}' for p in utts.paths])
     speaker_session.update({f'{name}:{s}': f'{name}:{v}' for s, v in sessions.items()})
-    logging.info('%s: %d utterances of %d speakers', name, len(utts), len(sessions))
     parts.append(utts)
   union = Utterances(
       [a for u in parts for a in u.audio], np.concatenate([u.labels for u in parts]),
@@ -177,6 +211,7 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
   """
   import tensorflow_datasets as tfds
 
+  t0 = time.time()
   builder = get_builder(data_cfg)
   features = builder.info.features
   emotion_names = features['emotion'].names
@@ -205,9 +240,10 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
     genders.append(int(ex['gender']))
     speakers.append(speaker)
     paths.append(ex['path'].decode())
-  if skipped:
-    logging.info('Selected %d utterances; left out %d outside the configured subset: %s',
-                 len(audio), sum(skipped.values()), dict(sorted(skipped.items())))
+  left_out = (f'; left out {sum(skipped.values())} outside the configured subset: '
+              + ', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))) if skipped else ''
+  logging.info('Corpus %s: %d utterances of %d speakers read in %.1fs%s', tfds_name(data_cfg),
+               len(audio), len(set(speakers)), time.time() - t0, left_out)
   if not audio:
     raise ValueError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
   order = np.argsort(np.asarray(paths), kind='stable')  # deterministic order
@@ -350,10 +386,18 @@ def eval_batches(seg: Segments, batch_size: int) -> Iterator[dict[str, np.ndarra
     yield _batch(seg, idx, weight)
 
 
-def describe(parts: Mapping[str, Utterances], class_names: Sequence[str]) -> str:
+def describe(parts: Mapping[str, Utterances], class_names: Sequence[str],
+             segment_samples: int = 0, sample_rate: int = 16_000) -> str:
+  """One line per split: utterances, speakers (a count: splits.json lists them),
+  per-class counts, and the clips shorter than one segment (zero-padded)."""
   lines = []
   for name, u in parts.items():
     counts = np.bincount(u.labels, minlength=len(class_names))
     per_class = ', '.join(f'{c} {k}' for c, k in zip(class_names, counts))
-    lines.append(f'{name}: {len(u)} utterances, speakers {sorted(set(map(str, u.speakers)))}; {per_class}')
+    line = f'{name}: {len(u)} utterances of {len(set(map(str, u.speakers)))} speakers; {per_class}'
+    short = np.asarray([len(a) for a in u.audio if len(a) < segment_samples], np.float64)
+    if len(short):
+      line += (f'; {len(short)} shorter than one {segment_samples / sample_rate:.2f} s segment '
+               f'(zero-padded by {(segment_samples - short).mean() / sample_rate:.2f} s on average)')
+    lines.append(line)
   return '\n'.join(lines)

@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import threading
+import time
 
 import jax
 
@@ -132,6 +133,44 @@ class MetricWriter:
       writer, self._writer = self._writer, None
       with os_errors(self.logdir):
         writer.close()
+
+
+def format_duration(seconds: float) -> str:
+  """1h02m, 3m05s, 42s; '?' when unknown."""
+  if not math.isfinite(seconds) or seconds < 0:
+    return '?'
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+  if seconds >= 60:
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+  return f'{seconds}s'
+
+
+class Progress:
+  """The training loop's progress lines: step, epoch, loss, accuracy, rate and
+  ETA (from the wall time per step since the first step, which compiles;
+  evaluations and checkpoints included)."""
+
+  def __init__(self, total_steps: int, start_step: int, steps_per_epoch: int):
+    self.total, self.per_epoch = total_steps, steps_per_epoch
+    self.compiling = True
+    self._t, self._step0 = time.time(), start_step
+
+  def compiled(self):
+    """Called once the first step has run (its time is mostly compilation)."""
+    logging.info('Train step compiled and run once in %.1fs; steps %d to %d (epochs of %d) '
+                 'to go.', time.time() - self._t, self._step0 + 1, self.total, self.per_epoch)
+    self.compiling = False
+    self._t, self._step0 = time.time(), self._step0 + 1
+
+  def eta(self, step: int) -> float:
+    done = step - self._step0
+    return (time.time() - self._t) / done * (self.total - step) if done > 0 else math.nan
+
+  def line(self, step: int, loss: float, accuracy: float, rate: float) -> str:
+    return (f'step {step}/{self.total} (epoch {step / self.per_epoch:.2f}): loss {loss:.4f}  '
+            f'acc {100 * accuracy:.1f}%  {rate:.1f} examples/s  ETA {format_duration(self.eta(step))}')
 
 
 def progress_bar(total: int, initial: int):

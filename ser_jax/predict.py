@@ -6,6 +6,7 @@ segments, and the segment posteriors are aggregated as in evaluation.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterable, Iterator
 
@@ -17,6 +18,7 @@ import soxr
 from ser_jax import evaluate as evaluate_lib
 from ser_jax import input_pipeline
 from ser_jax import train as train_lib
+from ser_jax import workdir as workdir_lib
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.aiff', '.aif', '.mp3')
 GENDERS = ('female', 'male')
@@ -24,6 +26,10 @@ GENDERS = ('female', 'male')
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """int16 mono audio at `sample_rate`; raises ValueError on unusable files."""
+  if not os.path.exists(path):
+    raise ValueError(f'{path}: no such file')
+  if os.path.isdir(path):
+    raise ValueError(f'{path} is a folder without audio files ({", ".join(AUDIO_EXTENSIONS)})')
   try:
     data, rate = sf.read(path, dtype='float32', always_2d=True)
   except Exception as e:  # libsndfile's errors are of several types
@@ -69,10 +75,16 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
   sr = config.features.sample_rate
   segmentation = train_lib.segmentation(config)
   genders = [GENDERS.index(gender)] if gender else [0, 1]
+  caveat = trained_on_synthetic(config, workdir)
   for path, audio, error in _decoded(paths, sr):
     if error:
       yield {'path': path, 'error': error}
       continue
+    warnings = [caveat] if caveat else []
+    short = short_clip_warning(len(audio), segmentation[0], sr)
+    if short:
+      logging.warning('%s: %s', path, short)
+      warnings.append(short)
     probs = []
     for g in genders:
       utts = input_pipeline.Utterances([audio], np.zeros(1, np.int32), np.full(1, g, np.int32),
@@ -84,7 +96,37 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
     probs = probs / probs.sum()  # max-pooled posteriors do not sum to one
     yield {**_result(path, exp.class_names, probs),
            'duration': round(len(audio) / sr, 3), 'segments': int(len(seg)),
-           'gender': gender or 'unknown (averaged)', 'checkpoint_step': int(step)}
+           'gender': gender or 'unknown (averaged)', 'checkpoint_step': int(step),
+           **({'warnings': warnings} if warnings else {})}
+
+
+def short_clip_warning(samples: int, segment_samples: int, sample_rate: int) -> str | None:
+  """What a clip shorter than one segment gets: how much of its only segment is padding."""
+  if samples >= segment_samples:
+    return None
+  pad = segment_samples - samples
+  return (f'clip is {samples / sample_rate:.2f} s, shorter than one '
+          f'{segment_samples / sample_rate:.2f} s segment: {pad / sample_rate:.2f} s '
+          f'({100 * pad / segment_samples:.0f} %) of its input is zero padding')
+
+
+SYNTHETIC_CORPUS = 'ser_synthetic'
+
+
+def trained_on_synthetic(config, workdir: str | None) -> str | None:
+  """A caveat (logged once) when the model was trained on the embedded synthetic
+  corpus: its answers on real speech mean nothing. The workdir's config.json
+  says what it was trained on; else the config given."""
+  trained = workdir_lib.read_config(workdir) if workdir else None
+  data = (trained or {}).get('data') or config.get('data') or {}
+  names = str(data.get('name', '')).split('+')
+  if SYNTHETIC_CORPUS not in names:
+    return None
+  message = (f'this model was trained on the embedded synthetic corpus ({SYNTHETIC_CORPUS}/'
+             f'{data.get("builder_config") or "demo"}: synthetic signals, not speech); its '
+             'answers on real recordings are not emotion recognition')
+  logging.warning('%s.', message[0].upper() + message[1:])
+  return message
 
 
 def _predict_files_svm(config, workdir: str, paths: Iterable[str]) -> Iterator[dict]:
@@ -92,12 +134,14 @@ def _predict_files_svm(config, workdir: str, paths: Iterable[str]) -> Iterator[d
   whole file's statistics (no segments, no gender input)."""
   from ser_jax import svm  # pylint: disable=g-import-not-at-top
   model = svm.load_model(workdir)
+  caveat = trained_on_synthetic(config, workdir)
   for path, audio, error in _decoded(paths, config.features.sample_rate):
     if error:
       yield {'path': path, 'error': error}
       continue
     yield {**_result(path, model['classes'], svm.predict_waveforms(model, [audio])[0]),
-           'duration': round(len(audio) / config.features.sample_rate, 3)}
+           'duration': round(len(audio) / config.features.sample_rate, 3),
+           **({'warnings': [caveat]} if caveat else {})}
 
 
 def _decoded(paths: Iterable[str], sample_rate: int):

@@ -127,6 +127,8 @@ def summarize(config, results) -> dict:
       'wa_over_folds': reports.mean_std([r['wa_mean'] for r in rows]),
       'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
       'num_runs': len(results), 'per_corpus': per_corpus,
+      # Wall time of each run's last invocation (what a resumed run took since).
+      'wall_seconds_per_run': [r.get('wall_seconds') for _, r in sorted(results.items())],
   }
 
 
@@ -136,11 +138,13 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
   reports.write_confusion(os.path.join(workdir, 'confusion_test_pooled'), pooled['confusion'],
                           pooled['classes'], 'test, pooled over all runs (row %)')
   reports.write_per_class(os.path.join(workdir, 'per_class_test_pooled.csv'), pooled)
-  histories = {}
-  for (fold, seed) in sorted(results):
+  histories, selected = {}, {}
+  for (fold, seed), result in sorted(results.items()):
     path = os.path.join(run_dir(workdir, fold, seed), 'history.jsonl')
     histories[f'f{fold}s{seed}'] = monitoring.History(path).records
-  reports.write_learning_curves(os.path.join(workdir, 'learning_curves.png'), histories)
+    selected[f'f{fold}s{seed}'] = result.get('checkpoint_step')
+  reports.write_learning_curves(os.path.join(workdir, 'learning_curves.png'), histories,
+                                selected)
   os.makedirs(os.path.join(workdir, 'splits'), exist_ok=True)
   for (fold, seed) in sorted(results):
     src = os.path.join(run_dir(workdir, fold, seed), 'splits.json')

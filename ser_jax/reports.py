@@ -63,39 +63,64 @@ def write_per_class(path: str, report: Mapping):
     w.writerow(['WA', '', f'{report["wa"]:.4f}', '', report['num_examples']])
 
 
-def write_learning_curves(path: str, histories: Mapping[str, Sequence[Mapping]]):
-  """Training loss, validation loss and validation UAR against epochs, one line per run."""
+def write_learning_curves(path: str, histories: Mapping[str, Sequence[Mapping]],
+                          selected: Mapping[str, int | None] | None = None):
+  """Training loss, validation loss and validation UAR (%) against epochs, one
+  line per run (a legend when there are several), the selected checkpoint of
+  each run (`selected`: run name → step) marked. Nothing is written without
+  any evaluation (an SVM run)."""
+  histories = {k: list(v) for k, v in histories.items() if v}
+  if not histories:
+    return
+  selected = selected or {}
   plt = _plt()
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  panels = (('train_loss', 'training loss', 'cross-entropy', 1.0),
+            ('val_loss', 'validation loss (segments)', 'cross-entropy', 1.0),
+            ('val_uar', 'validation UAR (utterances)', 'UAR (%)', 100.0))
   for name, records in histories.items():
-    if not records:
-      continue
     epochs = [r['epoch'] for r in records]
-    for ax, key in zip(axes, ('train_loss', 'val_loss', 'val_uar')):
-      values = [r.get(key) for r in records]
-      if any(v is not None for v in values):
-        ax.plot(epochs, values, marker='.', label=name, alpha=0.8)
-  for ax, title in zip(axes, ('training loss', 'validation loss (segments)',
-                              'validation UAR (utterances)')):
+    pick = next((r for r in records if r['step'] == selected.get(name)), None)
+    for ax, (key, _, _, scale) in zip(axes, panels):
+      values = [None if r.get(key) is None else scale * r[key] for r in records]
+      if all(v is None for v in values):
+        continue
+      line, = ax.plot(epochs, values, marker='.', label=name or None, alpha=0.8)
+      if pick is not None and pick.get(key) is not None:
+        ax.plot([pick['epoch']], [scale * pick[key]], marker='*', markersize=14,
+                color=line.get_color(), markeredgecolor='black', linestyle='none',
+                label='selected checkpoint' if len(histories) == 1 else None)
+  for ax, (_, title, ylabel, _) in zip(axes, panels):
     ax.set_xlabel('epoch')
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-  if len(histories) <= 12:
+  if selected and len(histories) > 1:
+    axes[-1].set_title(axes[-1].get_title() + ' (★ selected checkpoints)')
+  if 1 < len(histories) <= 12 or (len(histories) == 1 and selected):
     axes[-1].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
+def write_split_reports(outdir: str, split: str, report: Mapping, suffix: str = ''):
+  """confusion_<split><suffix>.{csv,png} and per_class_<split><suffix>.csv."""
+  os.makedirs(outdir, exist_ok=True)
+  write_confusion(os.path.join(outdir, f'confusion_{split}{suffix}'), report['confusion'],
+                  report['classes'],
+                  f'{split}: UAR {100 * report["uar"]:.2f}%  WA {100 * report["wa"]:.2f}%')
+  write_per_class(os.path.join(outdir, f'per_class_{split}{suffix}.csv'), report)
+
+
 def write_run_reports(workdir: str, results: Mapping, history: Sequence[Mapping]):
-  """Reports of one run: confusion CSV/PNG and per-class CSV of each split, learning curves."""
+  """Reports of one run: confusion CSV/PNG and per-class CSV of each split, learning
+  curves with the evaluated checkpoint marked."""
   for split in ('validation', 'test'):
     if split in results:
-      r = results[split]
-      write_confusion(os.path.join(workdir, f'confusion_{split}'), r['confusion'],
-                      r['classes'], f'{split}: UAR {100 * r["uar"]:.2f}%  WA {100 * r["wa"]:.2f}%')
-      write_per_class(os.path.join(workdir, f'per_class_{split}.csv'), r)
-  write_learning_curves(os.path.join(workdir, 'learning_curves.png'), {'run': list(history)})
+      write_split_reports(workdir, split, results[split])
+  write_learning_curves(os.path.join(workdir, 'learning_curves.png'), {'': list(history)},
+                        selected={'': results.get('checkpoint_step')})
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -173,6 +173,7 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   from ser_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   from ser_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
+  started = time.time()
   workdir = os.path.abspath(workdir)
   workdir_lib.write_config(config, workdir)
   scfg = config.svm
@@ -249,13 +250,12 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
       'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
               'augmented': bool(scfg.get('augment')), 'refit_on_validation': refit,
               'num_train_vectors': int(len(x_train)), 'timings': timings},
+      'wall_seconds': round(time.time() - started, 1),   # this invocation's
   }
   for split in ('validation', 'test'):
-    print(evaluate_lib.format_report(f'{split} (speakers {speakers[split]})', results[split]),
-          flush=True)
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', UserWarning)   # no learning curve to draw
-    reports.write_run_reports(workdir, results, [])
+    print(evaluate_lib.format_report(f'{split} ({len(speakers[split])} speakers)', results[split],
+                                     confusion=split == 'test'), flush=True)
+  reports.write_run_reports(workdir, results, [])   # no learning curves: nothing iterates
   # Written last: its presence marks a finished run (protocols skip it).
   evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -117,8 +117,9 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
     if offline and offline.get('enabled', True):  # the training split only
       parts['train'] = input_pipeline.augment_offline(
           parts['train'], offline, config.seed, config.features.sample_rate)
-    logging.info('Protocol %s fold %s:\n%s', config.protocol.name,
-                 config.protocol.get('fold'), input_pipeline.describe(parts, class_names))
+    logging.info('Protocol %s fold %s: %s', config.protocol.name, config.protocol.get('fold'),
+                 input_pipeline.describe(parts, class_names, segment_samples(config),
+                                         config.features.sample_rate))
     exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
                     for name, u in parts.items()}
   return exp
@@ -375,6 +376,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   SIGTERM/SIGINT saves the current step and raises `TrainingInterrupted`.
   Ends by evaluating the best checkpoint (by `selection`) on validation and test.
   """
+  started = time.time()
   workdir = os.path.abspath(workdir)
   workdir_lib.write_config(config, workdir)
   exp = build_experiment(config, mesh, corpus=corpus)
@@ -421,11 +423,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
                                          start_step=step)
   lr = float(config.learning_rate)
-  t0, examples, pending = time.time(), 0, []
+  t0, examples, pending, train_loss = time.time(), 0, [], float('nan')
+  progress = monitoring.Progress(total_steps, step, per_epoch)  # logs the compilation
   with ckpt.save_errors_first(), monitoring.TerminationSignals() as signals, \
        monitoring.progress_bar(total_steps, step) as bar:
     while step < total_steps and not stopped_early:
       state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
+      if progress.compiling:
+        jax.block_until_ready(metrics)
+        progress.compiled()
+        t0, examples = time.time(), 0
       step += 1
       examples += config.batch_size
       pending.append(metrics)
@@ -442,23 +449,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               'or check the input features.')
         rate = examples / max(time.time() - t0, 1e-9)
         train_loss = float(np.mean([m['loss'] for m in host]))
-        logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s',
-                     step, total_steps, step / per_epoch, train_loss,
-                     float(np.mean([m['accuracy'] for m in host])), rate)
+        train_acc = float(np.mean([m['accuracy'] for m in host]))
         writer.scalars(step, {'train/loss': train_loss, 'train/learning_rate': lr,
-                              'train/accuracy': np.mean([m['accuracy'] for m in host]),
+                              'train/accuracy': train_acc,
                               'train/grad_norm': np.mean([m['grad_norm'] for m in host]),
                               'train/examples_per_second': rate})
         bar.set_postfix(loss=f'{train_loss:.3f}', refresh=False)
         t0, examples = time.time(), 0
+        line = progress.line(step, train_loss, train_acc, rate)
+        if not is_eval:
+          logging.info('%s', line)
       if is_eval:
         record = _validate(exp, eval_step, state, step, per_epoch, train_loss)
         history.append(record)
         writer.scalars(step, {'val/loss': record['val_loss'], 'val/uar': record['val_uar'],
                               'val/wa': record['val_wa']})
         writer.flush()
-        logging.info('validation at step %d: UAR %.4f WA %.4f loss %.4f', step,
-                     record['val_uar'], record['val_wa'], record['val_loss'])
+        line += (f' | val UAR {100 * record["val_uar"]:.2f}%  WA {100 * record["val_wa"]:.2f}%'
+                 f'  loss {record["val_loss"]:.4f}')
+        logging.info('%s', line)
         ckpt.save(step, state, {k: record[k] for k in ('val_uar', 'val_wa', 'val_loss')})
         if stopper.update(record):
           logging.info('Early stopping at step %d: no %s improvement in %d evaluations.',
@@ -473,27 +482,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise TrainingInterrupted(signals.received, step)
   ckpt.wait()
   writer.close()
-  return evaluate_checkpoint(exp, ckpt, workdir)
+  return evaluate_checkpoint(exp, ckpt, workdir, started=started)
+
+
+def evaluate_splits(exp: Experiment, state: TrainState, splits) -> dict:
+  """{split: utterance-level report} of `state` on the named splits."""
+  eval_step = make_eval_step(exp)
+  return {split: evaluate_lib.evaluate_segments(
+      eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
+      exp.class_names, exp.config.aggregation) for split in splits}
 
 
 def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, workdir: str,
-                        step: int | None = None, splits=('validation', 'test')) -> dict:
-  """Evaluates a checkpoint (default: the best by the selection metric) and writes results."""
+                        step: int | None = None, splits=('validation', 'test'),
+                        started: float | None = None) -> dict:
+  """The end of training: evaluates a checkpoint (default: the best by the
+  selection metric) on validation and test, prints the figures (the last
+  split with its confusion) and writes results.json and the run's reports."""
   state, step = restore_for_eval(exp, ckpt, step)
-  eval_step = make_eval_step(exp)
-  results = {'checkpoint_step': step, 'speakers': exp.speakers}
-  for split in splits:
-    report = evaluate_lib.evaluate_segments(
-        eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
-        exp.class_names, exp.config.aggregation)
-    results[split] = report
-    if monitoring.is_chief():
-      print(evaluate_lib.format_report(f'{split} (speakers {exp.speakers[split]})', report),
-            flush=True)
+  results = {'checkpoint_step': step, 'speakers': exp.speakers,
+             **evaluate_splits(exp, state, splits)}
+  if started is not None:   # this invocation's wall time, corpus loading to results
+    results['wall_seconds'] = round(time.time() - started, 1)
   if monitoring.is_chief():
+    for split in splits:
+      print(evaluate_lib.format_report(f'{split} ({len(exp.speakers[split])} speakers)',
+                                       results[split], confusion=split == splits[-1]),
+            flush=True)
     evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
     reports.write_run_reports(
         workdir, results, monitoring.History(os.path.join(workdir, 'history.jsonl')).records)
     # Written last: its presence marks a finished run (protocols skip it).
     evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
   return results
+
+
+def evaluate_to_folder(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, outdir: str,
+                       step: int | None = None, splits=('test',)) -> dict:
+  """`--mode=evaluate`: a checkpoint (default: the best by the selection
+  metric) on the named splits, written beside the training's results, never
+  over them: OUTDIR/<split>_step<N>.json, confusion_<split>_step<N>.{csv,png}
+  and per_class_<split>_step<N>.csv."""
+  state, step = restore_for_eval(exp, ckpt, step)
+  if monitoring.is_chief():
+    print(f'checkpoint step {step} of {ckpt.directory}', flush=True)
+  results = evaluate_splits(exp, state, splits)
+  if monitoring.is_chief():
+    for split, report in results.items():
+      print(evaluate_lib.format_report(f'{split} ({len(exp.speakers[split])} speakers)', report),
+            flush=True)
+      stem = f'{split}_step{step}'
+      evaluate_lib.write_json(os.path.join(outdir, f'{stem}.json'), {
+          'checkpoint_step': step, 'checkpoint_dir': ckpt.directory, 'split': split,
+          'speakers': exp.speakers[split], **report})
+      reports.write_split_reports(outdir, split, report, suffix=f'_step{step}')
+    print(f'written to {os.path.abspath(outdir)}: ' + ', '.join(
+        f'{s}_step{step}.json' for s in results), flush=True)
+  return {'checkpoint_step': step, **results}

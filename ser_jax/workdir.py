@@ -243,6 +243,15 @@ def write_config(config, workdir: str):
     os.replace(tmp, os.path.join(workdir, 'config.json'))
 
 
+def read_config(workdir: str) -> dict | None:
+  """WORKDIR/config.json as a dict; None when absent or unreadable."""
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def config_changes(config, workdir: str, mode: str = 'train') -> dict:
   """{field: (value in WORKDIR/config.json, value now)} for the fields that
   matter to `mode` ('train' | 'evaluate' | 'predict' | 'export'), run-time
@@ -312,11 +321,25 @@ def record_command(workdir: str, mode: str, changes: dict | None = None):
     return
   os.makedirs(workdir, exist_ok=True)
   entry = {'time': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-           'mode': mode, **{k: v for k, v in _holder_info().items() if k != 'started'}}
+           'mode': mode, **{k: v for k, v in _holder_info().items() if k != 'started'},
+           'cpu': cpu_model(), 'cores': os.cpu_count()}
   if changes:
     entry['config_changes'] = {k: {'before': a, 'after': b} for k, (a, b) in changes.items()}
   with open(os.path.join(workdir, COMMANDS_NAME), 'a') as f:
     f.write(json.dumps(entry) + '\n')
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo; else platform), for the results' machine column."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  import platform  # pylint: disable=g-import-not-at-top
+  return platform.processor() or platform.machine()
 
 
 def first_command(workdir: str) -> str | None:

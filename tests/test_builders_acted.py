@@ -351,10 +351,10 @@ def test_wrong_manual_dir_fails_at_once(tmp_path, module, what):
   with pytest.raises(FileNotFoundError, match='does not look like') as e:
     prepare(str(wrong))
   assert what in str(e.value)
-  with pytest.raises(FileNotFoundError, match='--manual_dir') as e:
+  with pytest.raises(FileNotFoundError, match='no --manual_dir was given') as e:
     prepare(None)   # no --manual_dir at all
   assert what in str(e.value)
-  assert not (tmp_path / 'data' / module.Builder.name / '1.0.0').exists()
+  assert not (tmp_path / 'data' / module.Builder.name).exists()   # nothing left behind
 
 
 def test_crema_d_without_demographics_fails_at_once(tmp_path):
@@ -421,3 +421,17 @@ def test_cli_build_ravdess(tmp_path):
   assert builder.info.metadata[BUILD]['skipped'] == {'unparseable name': 1}
   ex = next(iter(tfds.as_numpy(builder.as_dataset(split=common.ALL_SPLIT))))
   assert ex['audio'].dtype == np.int16 and ex['speaker'] == b'05'
+
+
+def test_cli_wrong_manual_dir_is_one_paragraph(tmp_path):
+  """A user's typo in --manual_dir: the expected layout, no traceback, no empty
+  dataset folder left in the data dir."""
+  data = tmp_path / 'data'
+  proc = cli.run_build('ravdess', f'--manual_dir={tmp_path / "typo"}', f'--data_dir={data}',
+                       timeout=300)
+  assert proc.returncode == 1
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: RAVDESS: ') and 'Actor_01' in last, last
+  assert 'typo does not exist' in last
+  assert not (data / 'ravdess').exists() and not (data / 'downloads').exists()

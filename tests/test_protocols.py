@@ -95,3 +95,28 @@ def test_per_corpus_figures_of_a_union_in_reports_and_summary():
   summary = protocols.summarize(config, results)
   assert summary['per_corpus']['tess']['folds'] == [0]
   assert summary['per_corpus']['tess']['uar_mean_std'][0] == pytest.approx(100 / 3)
+
+
+def test_results_table_of_a_protocol(protocol_run, capsys):
+  from ser_jax import results   # pylint: disable=g-import-not-at-top
+  config, workdir, summary = protocol_run
+  with open(os.path.join(workdir, 'commands.jsonl'), 'a') as f:   # as run.py records it
+    f.write(json.dumps({
+        'mode': 'train', 'cpu': 'Some CPU', 'cores': 2,
+        'command': f'/opt/py/bin/python3 run.py --config=configs/selfattn_gender.py:tiny '
+                   f'--config.data.data_dir={config.data.data_dir} --workdir={workdir}'}) + '\n')
+  assert results.finished_workdirs([workdir]) == [workdir]
+  assert results.finished_workdirs([os.path.join(workdir, 'fold00_seed0')]) == []  # a fold of it
+  row = results.row(workdir)
+  assert row['system'] == 'configs/selfattn_gender.py:tiny' and row['runs'] == '2 × 2'
+  assert row['uar'] == pytest.approx(summary['uar_over_folds'])
+  assert row['wa'] == pytest.approx(summary['wa_over_folds'])
+  assert row['machine'] == 'Some CPU, 2 cores' and row['minutes'] != '—'
+  assert row['command'] == ('python run.py --config=configs/selfattn_gender.py:tiny '
+                            '--config.data.data_dir=DATA_DIR --workdir=runs/'
+                            + os.path.basename(workdir))
+  assert set(row['recall'].split()[::2]) <= {'neu', 'hap', 'sad', 'ang'}
+  assert results.main([workdir]) == 0
+  out = capsys.readouterr().out
+  assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
+  assert results.main([workdir + '_missing']) == 2

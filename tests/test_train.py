@@ -117,11 +117,32 @@ def test_predict_files_and_bad_input(trained, tmp_path):
     f.write(b'not audio at all' * 10)
   empty = str(tmp_path / 'empty.wav')
   open(empty, 'wb').close()
-  out = list(predict.predict_files(config, workdir, [good, garbage, empty]))
+  short = str(tmp_path / 'short.wav')
+  sf.write(short, tone[:4410], 44100)    # 0.1 s: one 1 s segment, 90 % padding
+  missing = str(tmp_path / 'missing.wav')
+  out = list(predict.predict_files(config, workdir, [good, garbage, empty, short, missing]))
   assert out[0]['emotion'] in config.data.classes
   assert sum(out[0]['probabilities'].values()) == pytest.approx(1.0, abs=1e-3)
   assert out[0]['segments'] == 2  # 1.7 s with 1 s segments
   assert 'error' in out[1] and 'error' in out[2]
+  assert out[4]['error'] == f'{missing}: no such file'
+  # Trained on the synthetic corpus: every answer says so; a short clip says how
+  # much of its input was padding.
+  synthetic = [w for w in out[0]['warnings'] if 'synthetic corpus' in w]
+  assert len(synthetic) == 1 and 'not speech' in synthetic[0]
+  assert len(out[0]['warnings']) == 1
+  padded = [w for w in out[3]['warnings'] if 'shorter than one' in w]
+  assert padded == ['clip is 0.10 s, shorter than one 1.00 s segment: 0.90 s (90 %) of its '
+                    'input is zero padding']
+
+
+def test_no_synthetic_caveat_for_a_real_corpus(trained, tmp_path):
+  config, workdir, _ = trained
+  real = tiny_config(config.data.data_dir)
+  real.data.name = 'ravdess'
+  assert predict.trained_on_synthetic(real, None) is None
+  assert predict.trained_on_synthetic(real, workdir)   # the workdir's config.json wins
+  assert predict.trained_on_synthetic(config, str(tmp_path)) # no config.json: the config's
 
 
 def test_missing_corpus_names_tfds_build(tmp_path):
@@ -179,16 +200,23 @@ model = tf.saved_model.load(sys.argv[1])
 wave, sr = sf.read(sys.argv[2], dtype='float32')
 out = model.signatures['serving_default'](waveform=tf.constant(wave), gender=tf.constant(-1))
 names = [c.decode() for c in model.class_names.numpy()]
+try:
+  model.signatures['serving_default'](waveform=tf.zeros([0]), gender=tf.constant(-1))
+  empty = 'answered'
+except tf.errors.InvalidArgumentError as e:
+  empty = e.message
 print(json.dumps({'probabilities': dict(zip(names, out['probabilities'].numpy().tolist())),
-                  'segments': int(out['segments'])}))
+                  'segments': int(out['segments']), 'empty': empty}))
 '''
 
 
-def test_export_runs_without_the_training_code(trained, tmp_path):
+def test_export_runs_without_the_training_code(trained, tmp_path, caplog):
   from ser_jax import export
   config, workdir, _ = trained
   out = str(tmp_path / 'saved_model')
-  info = export.export_saved_model(config, workdir, out)
+  with caplog.at_level('WARNING'):
+    info = export.export_saved_model(config, workdir, out)
+  assert not [r for r in caplog.records if 'AutoGraph' in r.getMessage()]
   assert info['classes'] == list(config.data.classes)
   rng = np.random.default_rng(0)
   wav = str(tmp_path / 'clip.wav')
@@ -202,20 +230,52 @@ def test_export_runs_without_the_training_code(trained, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   got = json.loads(proc.stdout.strip().splitlines()[-1])
   assert got['segments'] == expected['segments'] == 3
+  assert 'the waveform is empty' in got['empty'], got['empty']   # an error, not an answer
   for c in config.data.classes:
     assert got['probabilities'][c] == pytest.approx(expected['probabilities'][c], abs=2e-4)
 
 
-def test_evaluate_mode_prints_uar(trained):
+def _tree(folder):
+  """{relative path: bytes} of every file under folder."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for f in files:
+      path = os.path.join(root, f)
+      with open(path, 'rb') as fh:
+        out[os.path.relpath(path, folder)] = fh.read()
+  return out
+
+
+def test_evaluate_mode_writes_beside_the_training_results(trained, tmp_path):
   config, workdir, _ = trained
   with open(os.path.join(workdir, 'results.json')) as f:  # other tests may train on
     results = json.load(f)
-  proc = subprocess.run(
+  run = lambda *flags: subprocess.run(  # noqa: E731
       [sys.executable, 'run.py', '--config=configs/selfattn_gender.py:tiny', f'--workdir={workdir}',
-       f'--config.data.data_dir={config.data.data_dir}', '--mode=evaluate', '--split=test'],
+       f'--config.data.data_dir={config.data.data_dir}', '--mode=evaluate', *flags],
       cwd=REPO, capture_output=True, text=True, timeout=300)
+  proc = run('--split=tset')   # a bad --split: one line, before any work
+  assert proc.returncode == 2 and 'unknown split(s) tset' in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and 'Protocol' not in proc.stderr
+  before = _tree(workdir)
+  proc = run('--split=val,test')   # into WORKDIR/eval
   assert proc.returncode == 0, proc.stderr[-3000:]
+  step = results['checkpoint_step']
+  assert f'checkpoint step {step} of ' in proc.stdout
   assert f'UAR {100 * results["test"]["uar"]:.2f}%' in proc.stdout
+  assert f'UAR {100 * results["validation"]["uar"]:.2f}%' in proc.stdout
+  after = _tree(workdir)
+  assert {k: v for k, v in after.items() if not k.startswith('eval/')} == before
+  for split in ('validation', 'test'):   # beside the training's results, never over them
+    assert {f'eval/{split}_step{step}.json', f'eval/confusion_{split}_step{step}.csv',
+            f'eval/confusion_{split}_step{step}.png',
+            f'eval/per_class_{split}_step{step}.csv'} <= set(after)
+    saved = json.loads(after[f'eval/{split}_step{step}.json'])
+    assert saved['checkpoint_step'] == step and saved['uar'] == pytest.approx(results[split]['uar'])
+  out = str(tmp_path / 'elsewhere')   # e.g. a read-only workdir's evaluation
+  proc = run(f'--checkpoint={step}', f'--output_dir={out}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.listdir(out) and _tree(workdir) == after
 
 
 def test_a_run_computes_the_front_end_once_for_train_and_validation(data_dir, tmp_path,

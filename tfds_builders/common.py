@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import sys
 from typing import Any, Callable, Iterator, Sequence
 
 from etils import epath
@@ -181,15 +182,33 @@ class SkipLog:
     }
 
 
+class ManualDirError(FileNotFoundError):
+  """`--manual_dir` is missing or holds something else. `tfds build` prints it
+  as one paragraph, without a traceback (`_excepthook`), and the builder
+  removes the empty folders TFDS made for the dataset (`ManualCorpusMixin`)."""
+
+
+def _excepthook(kind, value, tb, previous=sys.excepthook):
+  if isinstance(value, ManualDirError):
+    print(f'error: {value}', file=sys.stderr)
+    return
+  previous(kind, value, tb)
+
+
+# Only changes how an uncaught ManualDirError is printed (exit status stays 1).
+sys.excepthook = _excepthook
+
+
 def check_manual_dir(manual_dir, corpus: str, expected: str, found: Callable[[Any], bool]):
   """Fails at once, naming what was expected, if `manual_dir` is wrong."""
   path = epath.Path(manual_dir) if manual_dir else None
   if path is None or not path.exists():
-    raise FileNotFoundError(
-        f'{corpus}: --manual_dir {manual_dir!s} does not exist. Pass the folder that '
-        f'holds {expected}.')
+    given = (f'--manual_dir {manual_dir!s} does not exist' if manual_dir and not
+             str(manual_dir).rstrip('/').endswith('downloads/manual') else
+             f'no --manual_dir was given (TFDS looked in {manual_dir!s})')
+    raise ManualDirError(f'{corpus}: {given}. Pass the folder that holds {expected}.')
   if not found(path):
-    raise FileNotFoundError(
+    raise ManualDirError(
         f'{corpus}: --manual_dir {manual_dir!s} does not look like {corpus}: expected '
         f'{expected}.')
   return path
@@ -362,18 +381,38 @@ def generate_examples(candidates: Sequence[Candidate], log: SkipLog, info=None, 
 
 
 class ManualCorpusMixin:
-  """For builders that use `generate_examples`: `download_and_prepare` ends by
-  logging the build summary (what was skipped and why), also when the
-  dataset was prepared before."""
+  """For builders of corpora under `--manual_dir`: `download_and_prepare` ends by
+  logging the build summary (what was skipped and why, for builders that use
+  `generate_examples`), also when the dataset was prepared before; a wrong
+  `--manual_dir` leaves no empty dataset folder behind."""
 
   def download_and_prepare(self, *args, **kwargs):
-    result = super().download_and_prepare(*args, **kwargs)
+    try:
+      result = super().download_and_prepare(*args, **kwargs)
+    except ManualDirError:
+      self._remove_empty_folders()
+      raise
     metadata = self.info.metadata
     build = metadata.get(BUILD_METADATA_KEY) if isinstance(metadata, dict) else None
     if build:
       logging.warning('%s %s build summary:\n%s', self.name, self.version,
                       build['summary'])
     return result
+
+  def _remove_empty_folders(self):
+    """The dataset's folders under the data dir that TFDS created before the
+    manual folder was checked, if they hold nothing (innermost first; local
+    disks only)."""
+    root = os.fspath(self.data_dir_root)
+    dataset = os.path.join(root, self.name)
+    inner = [d for d, _, _ in os.walk(dataset, topdown=False)] if os.path.isdir(dataset) else []
+    for folder in inner + [os.path.join(root, 'downloads', 'extracted'),
+                           os.path.join(root, 'downloads')]:
+      try:
+        if os.path.isdir(folder) and not os.listdir(folder):
+          os.rmdir(folder)
+      except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------

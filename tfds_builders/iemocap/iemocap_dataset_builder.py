@@ -76,7 +76,7 @@ def _corpus_fields():
   )
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
   """IEMOCAP: every labelled turn, raw and unified labels, 16 kHz mono."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -105,7 +105,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       manual_dir = dl_manager.manual_dir
     except AssertionError as e:   # missing or empty manual_dir
       given = getattr(dl_manager, '_manual_dir', None)
-      raise FileNotFoundError(
+      raise common.ManualDirError(
           f'{_CORPUS}: --manual_dir {given} does not exist or is empty. Expected '
           f'{labels.EXPECTED}.\n{_MANUAL_DOWNLOAD_INSTRUCTIONS}') from e
     common.check_manual_dir(manual_dir, _CORPUS, labels.EXPECTED,
@@ -223,14 +223,3 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     logging.info('%s', build['summary'])
     if not written:
       raise RuntimeError(f'{_CORPUS}: no usable labelled turn.\n{build["summary"]}')
-
-  def download_and_prepare(self, *args, **kwargs):
-    """Ends with the build summary (skips and subset counts), also when the
-    dataset was prepared before."""
-    result = super().download_and_prepare(*args, **kwargs)
-    build = self.info.metadata.get(BUILD_KEY) if isinstance(
-        self.info.metadata, dict) else None
-    if build:
-      logging.warning('%s %s build summary:\n%s', self.name, self.version,
-                      build['summary'])
-    return result

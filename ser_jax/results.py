@@ -1,0 +1,194 @@
+"""The paper-style results table of finished runs and protocols.
+
+  python -m ser_jax.results RUN_OR_PROTOCOL_DIR... > docs/results.md
+
+One row per workdir: the system (its config file), corpus, protocol, number of
+runs (folds × seeds), test WA and UAR (mean ± std over folds for a protocol;
+the one test split otherwise), each class's recall (pooled test utterances),
+each corpus's UAR for a union, the paper's figure (`config.reference`), the
+wall time and machine where the workdir recorded them, and the exact command
+(machine paths replaced: `--workdir=runs/NAME`, `--config.data.data_dir=DATA_DIR`).
+A folder holding several workdirs may be given instead of each one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+from typing import Sequence
+
+import numpy as np
+
+_SHORT = {'neutral': 'neu', 'calm': 'cal', 'happy': 'hap', 'sad': 'sad', 'angry': 'ang',
+          'fearful': 'fea', 'disgust': 'dis', 'surprised': 'sur', 'other': 'oth'}
+
+
+def _json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _commands(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, 'commands.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def portable_command(command: str, workdir: str) -> str:
+  """The command with this machine's paths replaced (workdir, data dir, python)."""
+  out = []
+  for arg in shlex.split(command):
+    if arg.startswith('--workdir='):
+      arg = f'--workdir=runs/{os.path.basename(os.path.normpath(workdir))}'
+    elif arg.startswith('--config.data.data_dir='):
+      arg = '--config.data.data_dir=DATA_DIR'
+    elif re.match(r'^(/\S*/)?python[0-9.]*$', arg):
+      arg = 'python'
+    out.append(arg)
+  return ' '.join(shlex.quote(a) if a.strip() != a or ' ' in a else a for a in out)
+
+
+def _config_file(command: str) -> str:
+  m = re.search(r'--config=(\S+)', command)
+  return m.group(1) if m else '?'
+
+
+def _protocol(cfg: dict) -> str:
+  p = cfg.get('protocol') or {}
+  name = p.get('name', '?')
+  if name in ('group_kfold', 'stratified_kfold'):
+    return f'{name} (k={p.get("k", 5)}, split_seed {p.get("split_seed", 0)})'
+  if name in ('group_split', 'stratified_split'):
+    fr = p.get('fractions')
+    return f'{name} ({"/".join(str(round(100 * f)) for f in fr)})' if fr else name
+  if name == 'cross_corpus' and p.get('test'):
+    return f'cross_corpus (test {"+".join(p["test"])})'
+  return name
+
+
+def _recalls(per_class: dict, classes: Sequence[str]) -> str:
+  parts = []
+  for c in classes:
+    r = per_class.get(c)
+    if r is None:
+      continue
+    recall = r['recall'] if isinstance(r, dict) else r
+    support = r.get('support', 1) if isinstance(r, dict) else 1
+    if support:
+      parts.append(f'{_SHORT.get(c, c[:3])} {100 * recall:.0f}')
+  return ' '.join(parts)
+
+
+def _minutes(seconds) -> str:
+  return f'{seconds / 60:.1f}' if seconds else '—'
+
+
+def row(workdir: str) -> dict:
+  """The table row of one finished run or protocol workdir."""
+  cfg = _json(os.path.join(workdir, 'config.json'))
+  commands = [c for c in _commands(workdir) if c.get('mode') == 'train']
+  command = commands[0]['command'] if commands else '?'
+  machine = next((f'{c["cpu"]}, {c["cores"]} cores' for c in commands if c.get('cpu')), '—')
+  classes = list(cfg['data']['classes'])
+  protocol_path = os.path.join(workdir, 'protocol_results.json')
+  if os.path.exists(protocol_path):
+    res = _json(protocol_path)
+    wa, uar = res['wa_over_folds'], res['uar_over_folds']
+    per_class = res['pooled_test']['per_class']
+    per_corpus = {c: v['uar_mean_std'] for c, v in (res.get('per_corpus') or {}).items()}
+    if cfg['protocol'].get('name') == 'cross_corpus':   # a fold tests one whole corpus
+      per_corpus = {r['test_speakers'].split(':')[0]: (r['uar_mean'], None) for r in res['rows']}
+    runs = f'{len(res["rows"])} × {len(res["seeds"])}'
+    times = [t for t in res.get('wall_seconds_per_run') or () if t]
+    seconds = float(np.mean(times)) if times else None
+  else:
+    res = _json(os.path.join(workdir, 'results.json'))
+    test = res['test']
+    wa, uar = (100 * test['wa'], None), (100 * test['uar'], None)
+    per_class = test['per_class']
+    per_corpus = {c: (100 * v['uar'], None) for c, v in (test.get('per_corpus') or {}).items()}
+    runs = '1'
+    seconds = res.get('wall_seconds')
+  return {
+      'system': _config_file(command), 'corpus': cfg['data']['name'],
+      'protocol': _protocol(cfg), 'runs': runs, 'wa': wa, 'uar': uar,
+      'recall': _recalls(per_class, classes),
+      'per_corpus': ', '.join(f'{c} {m:.1f}' for c, (m, _) in sorted(per_corpus.items())),
+      'paper': (cfg.get('reference') or '—').split(' (')[0], 'reference': cfg.get('reference'), 'minutes': _minutes(seconds), 'machine': machine,
+      'command': portable_command(command, workdir), 'workdir': workdir,
+  }
+
+
+def _pm(value) -> str:
+  mean, std = value
+  return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
+
+
+def table(rows: Sequence[dict]) -> str:
+  lines = ['| system | corpus | protocol | runs | test WA % | test UAR % | recall per class % '
+           '(pooled test) | UAR % per corpus | paper | min | machine |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']   # min: wall minutes per run
+  for r in rows:
+    lines.append(f'| `{r["system"]}` | {r["corpus"]} | {r["protocol"]} | {r["runs"]} | '
+                 f'{_pm(r["wa"])} | {_pm(r["uar"])} | {r["recall"]} | {r["per_corpus"] or "—"} | '
+                 f'{r["paper"]} | {r["minutes"]} | {r["machine"]} |')
+  lines += ['', 'Commands, in the order of the rows (`DATA_DIR`: where the corpora were '
+            'built):', '']
+  for i, r in enumerate(rows, 1):
+    lines.append(f'{i}. `{r["command"]}`')
+  refs = sorted({r['reference'] for r in rows if r['reference']})
+  if refs:
+    lines += ['', 'The papers\' figures, as each config states them:', '']
+    lines += [f'- {ref}' for ref in refs]
+  return '\n'.join(lines)
+
+
+def finished_workdirs(paths: Sequence[str]) -> list[str]:
+  """The finished run/protocol workdirs among `paths` (a folder of workdirs is
+  searched one level down); a protocol's fold folders are not rows of their own."""
+  out = []
+  for path in paths:
+    if _finished(path):
+      out.append(path)
+    elif os.path.isdir(path):
+      out += [os.path.join(path, d) for d in sorted(os.listdir(path))
+              if _finished(os.path.join(path, d))]
+  return out
+
+
+def _finished(path: str) -> bool:
+  return os.path.exists(os.path.join(path, 'config.json')) and (
+      os.path.exists(os.path.join(path, 'protocol_results.json'))
+      or (os.path.exists(os.path.join(path, 'results.json'))
+          and not os.path.exists(os.path.join(os.path.dirname(path), 'protocol_results.json'))))
+
+
+def main(argv: Sequence[str]) -> int:
+  if not argv:
+    print(__doc__.strip(), file=sys.stderr)
+    return 2
+  missing = [p for p in argv if not os.path.exists(p)]
+  if missing:
+    print(f'error: no such folder: {", ".join(missing)}', file=sys.stderr)
+    return 2
+  workdirs = finished_workdirs(argv)
+  if not workdirs:
+    print(f'error: no finished run in {", ".join(argv)} (a finished run has results.json '
+          'or protocol_results.json beside config.json)', file=sys.stderr)
+    return 2
+  rows = []
+  for w in workdirs:
+    try:
+      rows.append(row(w))
+    except (OSError, KeyError, ValueError) as e:
+      print(f'skipped {w}: {type(e).__name__}: {e}', file=sys.stderr)
+  print(table(rows))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))

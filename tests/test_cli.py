@@ -1,0 +1,76 @@
+"""The usual command-line mistakes: one paragraph, exit status 2, before any work."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ser_jax import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = 'configs/selfattn_gender.py'
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+  monkeypatch.chdir(REPO)
+
+
+def test_a_config_file_that_does_not_exist_lists_the_configs():
+  msg = cli.config_error(['run.py', '--config=configs/selfatn_gender.py:synthetic'])
+  assert "'configs/selfatn_gender.py' does not exist" in msg
+  assert 'configs/selfattn_gender.py' in msg and 'configs/cnn2d_bilstm.py' in msg
+  assert 'configs/common.py' not in msg
+
+
+def test_an_unknown_config_argument_names_the_known_ones():
+  msg = cli.config_error(['run.py', f'--config={CONFIG}:synthetc'])
+  assert "unknown config argument 'synthetc'" in msg and 'synthetic' in msg
+
+
+@pytest.mark.parametrize('override,nearest', [
+    ('--config.batch_sise=3', 'batch_size'),
+    ('--config.modle.dtype=bfloat16', 'model.dtype'),
+    ('--config.model.lstm_unit=8', 'model.lstm_units'),
+])
+def test_an_unknown_field_names_the_nearest(override, nearest):
+  msg = cli.config_error(['run.py', f'--config={CONFIG}:synthetic', override])
+  field = override.split('=')[0][len('--config.'):]
+  assert msg.startswith(f'--config.{field}: ') and f"no field '{field}'" in msg
+  assert 'nearest: ' in msg and nearest in msg.split('nearest: ')[1]
+
+
+def test_an_unknown_field_without_near_names_lists_its_group():
+  msg = cli.config_error(['run.py', f'--config={CONFIG}:synthetic', '--config.model.zzz=1'])
+  assert 'the fields of model: ' in msg and 'lstm_units' in msg
+
+
+def test_good_command_lines_pass():
+  for argv in (['run.py', f'--config={CONFIG}:synthetic', '--config.model.lstm_units=8',
+                '--config.protocol.fold', '2', '--workdir=x'],
+               ['run.py', '--config', CONFIG],
+               ['run.py', '--mode=train']):      # absl reports the missing flag itself
+    assert cli.config_error(argv) is None, argv
+
+
+def test_run_py_prints_one_paragraph():
+  proc = subprocess.run([sys.executable, 'run.py', f'--config={CONFIG}:synthetic',
+                         '--config.model.nonexistent=1', '--workdir=/nonexistent/x'],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.startswith('error: --config.model.nonexistent: '), proc.stderr[-2000:]
+  assert len(proc.stderr.strip().splitlines()) == 1 and 'Traceback' not in proc.stderr
+
+
+def test_split_names_resolve_aliases_and_refuse_typos():
+  assert cli.split_names(['val', 'test', 'validation']) == ('validation', 'test')
+  assert cli.split_names(['Train']) == ('train',)
+  with pytest.raises(cli.UsageError, match=r'unknown split\(s\) tset'):
+    cli.split_names(['test', 'tset'])
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused(tmp_path):
+  cli.check_writable(str(tmp_path / 'new' / 'eval'), '--output_dir=X')
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(cli.UsageError, match='pass --output_dir=X'):
+    cli.check_writable(str(tmp_path / 'file' / 'eval'), '--output_dir=X')
