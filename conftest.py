@@ -9,6 +9,7 @@ session (and removed after), lets every run after the first load them instead
 that was compiled, so results are unchanged (the SIGKILL test stays bitwise).
 """
 import atexit
+import fcntl
 import os
 import shutil
 import sys
@@ -17,6 +18,10 @@ import tempfile
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Two malloc arenas per process (the xdist workers and every run.py the tests
+# start inherit it): XLA's and TensorFlow's threads otherwise each grow their own
+# arena, and the suite's peak memory with them.
+os.environ.setdefault('MALLOC_ARENA_MAX', '2')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
@@ -37,11 +42,9 @@ def pytest_collection_modifyitems(config, items):
     items[:] = kept
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _release_memory_after_each_module():
-  """Frees what a test module compiled (JAX's caches) and hands the freed heap
-  back to the OS, so the suite's memory stays that of its largest module."""
-  yield
+def release_memory():
+  """Frees what the tests compiled (JAX's caches) and hands the freed heap back
+  to the OS."""
   import gc  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   jax.clear_caches()
@@ -53,6 +56,20 @@ def _release_memory_after_each_module():
     pass
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _release_memory_after_each_module():
+  """The suite's memory stays that of its largest module (a module of many
+  models also releases after each test: `release_memory_after_each_test`)."""
+  yield
+  release_memory()
+
+
+@pytest.fixture
+def release_memory_after_each_test():
+  yield
+  release_memory()
+
+
 def pytest_xdist_auto_num_workers(config):
   """`-n auto` (pytest.ini): one worker per core, at most 2, fewer where memory is
   short; each worker peaks near 2 GB on the suite's largest module."""
@@ -62,3 +79,25 @@ def pytest_xdist_auto_num_workers(config):
   except (ValueError, OSError):
     avail = 8 * 2**30
   return max(1, min(os.cpu_count() or 1, 2, int(avail // (3 * 2**30))))
+
+
+# Tests marked `exclusive` (several run.py processes at once) run while no other
+# test of another xdist worker runs, so the suite's peak memory is not the sum of
+# the two heaviest moments of two workers. The lock file is shared by the workers
+# (they inherit the controller's environment).
+if 'SER_JAX_TEST_LOCK' not in os.environ:
+  os.environ['SER_JAX_TEST_LOCK'] = os.path.join(tempfile.gettempdir(),
+                                                 f'ser_jax_tests_{os.getpid()}.lock')
+  atexit.register(lambda path=os.environ['SER_JAX_TEST_LOCK']: os.path.exists(path)
+                  and os.remove(path))
+
+
+@pytest.fixture(autouse=True)
+def _memory_slot(request):
+  exclusive = request.node.get_closest_marker('exclusive') is not None
+  fd = os.open(os.environ['SER_JAX_TEST_LOCK'], os.O_CREAT | os.O_RDWR, 0o600)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    yield
+  finally:
+    os.close(fd)   # releases the lock

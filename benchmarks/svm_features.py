@@ -23,7 +23,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,17 +32,6 @@ import numpy as np  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def _cpu() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
 
 
 def main():
@@ -63,6 +51,7 @@ def main():
   from ser_jax import input_pipeline
   from ser_jax import svm
   from ser_jax import svm_features as S
+  from ser_jax import workdir as workdir_lib
   import importlib.util
   path, _, arg = args.config.partition(':')
   spec = importlib.util.spec_from_file_location('bench_config', REPO / path)
@@ -93,7 +82,7 @@ def main():
         'load_s': round(load_s, 1), 'num_workers': args.num_workers,
         'cold_s': round(cold_s, 1), 'cold_files_per_s': round(len(audio) / cold_s, 1),
         'warm_s': round(warm_s, 2), 'warm_files_per_s': round(len(audio) / warm_s, 1),
-        'cpu': _cpu(), 'cores': os.cpu_count(),
+        'cpu': workdir_lib.cpu_model(), 'cores': os.cpu_count(),
     }
     if args.reference:
       n = min(args.reference, len(audio))

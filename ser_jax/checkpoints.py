@@ -76,6 +76,18 @@ def _size(n: int) -> str:
   return f'{n:.1f} TiB'
 
 
+def _remove_tree(path: str, attempts: int = 20, pause: float = 0.1):
+  """rmtree that outlasts a writer thread of a failed save still closing files
+  in it (TensorStore may finish a chunk after Orbax has raised): tried again
+  until the folder is gone, for up to attempts x pause seconds."""
+  for _ in range(attempts):
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.exists(path):
+      return
+    time.sleep(pause)
+  logging.warning('Could not remove the unfinished checkpoint folder %s.', path)
+
+
 def _dir_bytes(path: str) -> int:
   total = 0
   for root, _, files in os.walk(path):
@@ -394,7 +406,7 @@ class Checkpoints:
         unfinished = (m and int(m.group(1)) == step) or (
             name == str(step) and os.path.isdir(path) and step_problem(path))
         if unfinished:
-          shutil.rmtree(path, ignore_errors=True)
+          _remove_tree(path)
     try:
       self._reopen()
       last_good = self.latest_step()

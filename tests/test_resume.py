@@ -175,6 +175,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.exclusive   # two run.py processes at once
 def test_two_processes_with_jax_distributed(data_dir, tmp_path):
   workdir = str(tmp_path / 'two')
   port = _free_port()

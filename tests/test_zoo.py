@@ -27,6 +27,9 @@ from ser_jax import train
 from ser_jax import trainers
 from ser_jax.models import vgg16
 
+# Every model of the zoo is compiled here, several times: release them as we go.
+pytestmark = pytest.mark.usefixtures('release_memory_after_each_test')
+
 CONFIGS = ('selfattn_gender', 'attention_gender', 'cnn1d_lstm', 'cnn2d_bilstm', 'cnn_melspec',
            'vgg16_transfer', 'svm_features')
 NEURAL = CONFIGS[:-1]
