@@ -74,10 +74,14 @@ def pytest_xdist_auto_num_workers(config):
   """`-n auto` (pytest.ini): one worker per core, at most 2, fewer where memory is
   short; each worker peaks near 2 GB on the suite's largest module."""
   del config
+  avail = 8 * 2**30
   try:
-    avail = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-  except (ValueError, OSError):
-    avail = 8 * 2**30
+    with open('/proc/meminfo') as f:   # MemAvailable counts reclaimable page cache
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          avail = int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
   return max(1, min(os.cpu_count() or 1, 2, int(avail // (3 * 2**30))))
 
 

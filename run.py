@@ -205,7 +205,7 @@ class _QuietLibraries:
 
   def filter(self, record):
     lib = next((lib for lib in ('orbax', 'tensorflow_datasets', 'tensorflow', 'jax')
-                if f'/{lib}/' in record.pathname), None)
+                if f'-packages/{lib}/' in record.pathname), None)   # site-/dist-packages
     if lib is None:
       return True
     if lib == 'tensorflow_datasets' and 'is deprecated' in str(record.msg):

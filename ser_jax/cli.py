@@ -84,6 +84,9 @@ def unknown_field_message(config, field: str, where: str) -> str:
     depth += 1
   group = '.'.join(parts[:depth])
   node = config_at(config, group) if group else config
+  if not isinstance(node, (ml_collections.ConfigDict, dict)):
+    return (f'--config.{field}: in {where}, {group} is a value ({node!r}), not a group of '
+            'fields.')
   near = []
   if isinstance(node, (ml_collections.ConfigDict, dict)):
     near = [f'{group}.{k}' if group else k
@@ -128,6 +131,8 @@ def config_error(argv: Sequence[str]) -> str | None:
   for flag, _ in given:
     if flag != 'config':
       field = flag[len('config.'):]
+      if '[' in field or '"' in field or "'" in field:
+        continue   # an item of a list or a quoted key: left to ml_collections
       if not _has_field(config, field):
         return unknown_field_message(config, field, spec)
   return None

@@ -47,9 +47,9 @@ def expand_paths(spec: str) -> list[str]:
   out = []
   for item in filter(None, (s.strip() for s in spec.split(','))):
     if os.path.isdir(item):
-      for root, _, files in sorted(os.walk(item)):
-        out += [os.path.join(root, f) for f in sorted(files)
-                if f.lower().endswith(AUDIO_EXTENSIONS)]
+      found = [os.path.join(root, f) for root, _, files in sorted(os.walk(item))
+               for f in sorted(files) if f.lower().endswith(AUDIO_EXTENSIONS)]
+      out += found or [item]   # a folder without audio: reported as an error
     else:
       out.append(item)
   return out

@@ -190,7 +190,8 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
     md += ['', f'Published figure to compare with: {config.reference}.']
   md += ['', '## Pooled test utterances of all runs', '',
          f'UAR {100 * pooled["uar"]:.2f} %, WA {100 * pooled["wa"]:.2f} %; per class in '
-         '`per_class_test_pooled.csv`, confusion in `confusion_test_pooled.{csv,png}`, '
-         'learning curves in `learning_curves.png`.']
+         '`per_class_test_pooled.csv`, confusion in `confusion_test_pooled.{csv,png}`'
+         + (', learning curves in `learning_curves.png`.'
+            if os.path.exists(os.path.join(workdir, 'learning_curves.png')) else '.')]
   with open(os.path.join(workdir, 'summary.md'), 'w') as f:
     f.write('\n'.join(md) + '\n')

@@ -429,12 +429,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
        monitoring.progress_bar(total_steps, step) as bar:
     while step < total_steps and not stopped_early:
       state, metrics = train_step(state, sharding.shard_batch(next(batches), exp.mesh))
+      step += 1
+      examples += config.batch_size
       if progress.compiling:
         jax.block_until_ready(metrics)
         progress.compiled()
-        t0, examples = time.time(), 0
-      step += 1
-      examples += config.batch_size
+        t0, examples = time.time(), 0   # the rate counts compiled steps only
       pending.append(metrics)
       bar.update(1)
       is_eval = step % eval_every == 0 or step == total_steps

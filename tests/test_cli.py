@@ -74,3 +74,12 @@ def test_an_output_folder_that_cannot_be_written_is_refused(tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(cli.UsageError, match='pass --output_dir=X'):
     cli.check_writable(str(tmp_path / 'file' / 'eval'), '--output_dir=X')
+
+
+def test_overrides_below_a_value_or_into_a_list():
+  msg = cli.config_error(['run.py', f'--config={CONFIG}:synthetic', '--config.seed.zzzz_long=1'])
+  assert msg == (f'--config.seed.zzzz_long: in {CONFIG}:synthetic, seed is a value (0), not a '
+                 'group of fields.')
+  # list items and quoted keys are ml_collections' to check
+  assert cli.config_error(['run.py', f'--config={CONFIG}:synthetic',
+                           '--config.model.conv_features[0]=8']) is None

@@ -120,6 +120,12 @@ def test_predict_files_and_bad_input(trained, tmp_path):
   short = str(tmp_path / 'short.wav')
   sf.write(short, tone[:4410], 44100)    # 0.1 s: one 1 s segment, 90 % padding
   missing = str(tmp_path / 'missing.wav')
+  no_audio = tmp_path / 'no_audio'
+  no_audio.mkdir()
+  (no_audio / 'notes.txt').write_text('x')
+  assert predict.expand_paths(f'{good},{no_audio}') == [good, str(no_audio)]
+  assert 'folder without audio files' in next(
+      predict.predict_files(config, workdir, [str(no_audio)]))['error']
   out = list(predict.predict_files(config, workdir, [good, garbage, empty, short, missing]))
   assert out[0]['emotion'] in config.data.classes
   assert sum(out[0]['probabilities'].values()) == pytest.approx(1.0, abs=1e-3)
