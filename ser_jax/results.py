@@ -84,7 +84,9 @@ def _recalls(per_class: dict, classes: Sequence[str]) -> str:
 
 
 def _minutes(seconds) -> str:
-  return f'{seconds / 60:.1f}' if seconds else '—'
+  if not seconds:
+    return '—'
+  return f'{seconds / 60:.1f}' if seconds >= 6 else '< 0.1'
 
 
 def row(workdir: str) -> dict:
