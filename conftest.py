@@ -105,3 +105,25 @@ def _memory_slot(request):
     yield
   finally:
     os.close(fd)   # releases the lock
+
+
+def pytest_configure(config):
+  """Before xdist starts its workers: compile librosa's numba functions once, so
+  that the workers and the processes they spawn read numba's on-disk cache
+  instead of writing it at the same time. (Concurrent first writes in a fresh
+  venv left a corrupt gufunc cache that segfaulted later readers.)"""
+  if os.environ.get('PYTEST_XDIST_WORKER') or getattr(config.option, 'numprocesses', None) in (
+      None, 0):
+    return
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import librosa  # pylint: disable=g-import-not-at-top
+  from ser_jax import svm_features  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for dtype in (np.float32, np.float64):
+    y = (0.1 * rng.standard_normal(16000 * 3)).astype(dtype)
+    svm_features.feature_vector_librosa(y, 16000)
+    svm_features.feature_vector(y, 16000)
+    librosa.feature.zero_crossing_rate(y)
+    librosa.feature.chroma_stft(y=y, sr=16000)
+    librosa.util.peak_pick(np.abs(y[:2000]), pre_max=3, post_max=3, pre_avg=3, post_avg=5,
+                           delta=0.01, wait=10)
