@@ -87,13 +87,11 @@ def unknown_field_message(config, field: str, where: str) -> str:
   if not isinstance(node, (ml_collections.ConfigDict, dict)):
     return (f'--config.{field}: in {where}, {group} is a value ({node!r}), not a group of '
             'fields.')
-  near = []
-  if isinstance(node, (ml_collections.ConfigDict, dict)):
-    near = [f'{group}.{k}' if group else k
-            for k in difflib.get_close_matches(parts[depth], list(node.keys()), n=4, cutoff=0.6)]
-    rest = '.'.join(parts[depth + 1:])   # a typo in a group name: keep what follows it
-    if rest:
-      near = [f'{m}.{rest}' for m in near if _has_field(config, f'{m}.{rest}')] or near
+  near = [f'{group}.{k}' if group else k
+          for k in difflib.get_close_matches(parts[depth], list(node.keys()), n=4, cutoff=0.6)]
+  rest = '.'.join(parts[depth + 1:])   # a typo in a group name: keep what follows it
+  if rest:
+    near = [f'{m}.{rest}' for m in near if _has_field(config, f'{m}.{rest}')] or near
   if not near:
     near = difflib.get_close_matches(field, field_names(config), n=4, cutoff=0.75)
   if near:

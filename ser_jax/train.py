@@ -423,7 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
                                          start_step=step)
   lr = float(config.learning_rate)
-  t0, examples, pending, train_loss = time.time(), 0, [], float('nan')
+  t0, examples, pending = time.time(), 0, []
   progress = monitoring.Progress(total_steps, step, per_epoch)  # logs the compilation
   with ckpt.save_errors_first(), monitoring.TerminationSignals() as signals, \
        monitoring.progress_bar(total_steps, step) as bar:
