@@ -24,6 +24,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('MALLOC_ARENA_MAX', '2')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# The XLA defaults run.py applies (YNNPACK dots: the tests' numbers are those
+# of the program), before anything starts JAX.
+from ser_jax import xla_setup  # noqa: E402
+xla_setup.configure()
+
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='ser_jax_test_xla_cache_')
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

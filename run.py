@@ -15,16 +15,30 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # oneDNN notice (printed twice, whatever TF_CPP_MIN_LOG_LEVEL says) goes with this.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
+from ser_jax import xla_setup  # noqa: E402  (imports nothing heavy)
+
 if __name__ == '__main__':
   # Huge pages for XLA's per-step buffers: a glibc tunable, read at start-up,
-  # so this restarts the command with it once (ser_jax/xla_setup.py).
-  from ser_jax import xla_setup  # pylint: disable=g-import-not-at-top
+  # so this restarts the command with it once; then the XLA flags, which must
+  # be in the environment before JAX starts (ser_jax/xla_setup.py).
   xla_setup.reexec_with_malloc_tunable()
+  xla_setup.configure()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
+import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from ser_jax import checkpoints  # noqa: E402
+from ser_jax import cli  # noqa: E402
+from ser_jax import input_pipeline  # noqa: E402
+from ser_jax import monitoring  # noqa: E402
+from ser_jax import predict  # noqa: E402
+from ser_jax import protocols  # noqa: E402
+from ser_jax import sharding  # noqa: E402
+from ser_jax import trainers  # noqa: E402
+from ser_jax import workdir as workdir_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -63,16 +77,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
-  import jax  # pylint: disable=g-import-not-at-top
-  from ser_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from ser_jax import cli  # pylint: disable=g-import-not-at-top
-  from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from ser_jax import sharding  # pylint: disable=g-import-not-at-top
-  from ser_jax import train  # pylint: disable=g-import-not-at-top
-  from ser_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value, _DISTRIBUTED.value)
   try:
+    trainer = trainers.get(config)     # checks the config has the fields it reads
     if _MODE.value == 'train':
       if not _WORKDIR.value:
         raise app.UsageError('--workdir is required for training')
@@ -85,31 +93,19 @@ def main(argv):
         workdir_lib.record_command(_WORKDIR.value, 'train', changes)
         _train(config)
       return
-    if config.get('trainer', 'neural') == 'svm' and _MODE.value != 'predict':
-      raise app.UsageError(
-          f'--mode={_MODE.value} is not available for the SVM trainer: training writes '
-          'results.json (validation and test) and svm_model.joblib; --mode=predict '
-          '--wav=... uses that model')
+    if _MODE.value != 'predict':   # predict asks for its predictor below
+      trainer.function(_MODE.value)    # says so when the trainer lacks the mode
     trained_in = _trained_workdir()
     if trained_in:
       workdir_lib.check_config(config, trained_in, _MODE.value, _ALLOW_CHANGE.value)
     if _MODE.value == 'evaluate':
-      from ser_jax import predict  # pylint: disable=g-import-not-at-top
-      splits = cli.split_names(_SPLIT.value)
-      ckpt, step = predict.resolve_checkpoint(_WORKDIR.value, _CHECKPOINT.value,
-                                             config.get('selection'))
-      outdir = _OUTPUT_DIR.value or os.path.join(
-          _WORKDIR.value or os.path.dirname(ckpt.directory), 'eval')
-      cli.check_writable(outdir, '--output_dir=FOLDER (a read-only workdir is fine)')
-      exp = train.build_experiment(config)
-      train.evaluate_to_folder(exp, ckpt, outdir, step, splits=splits)
+      trainer.function('evaluate')(config, _WORKDIR.value, _CHECKPOINT.value,
+                                   cli.split_names(_SPLIT.value), _OUTPUT_DIR.value)
     elif _MODE.value == 'export':
-      from ser_jax import export  # pylint: disable=g-import-not-at-top
       out = _EXPORT_DIR.value or os.path.join(_WORKDIR.value or '.', 'export')
-      info = export.export_saved_model(config, _WORKDIR.value, out, _CHECKPOINT.value)
+      info = trainer.function('export')(config, _WORKDIR.value, out, _CHECKPOINT.value)
       print(f'SavedModel of checkpoint step {info["checkpoint_step"]} written to {out}')
     else:
-      from ser_jax import predict  # pylint: disable=g-import-not-at-top
       if not _WAV.value:
         raise app.UsageError('--mode=predict needs --wav')
       failed = 0
@@ -121,17 +117,18 @@ def main(argv):
       if failed:
         print(f'{failed} file(s) could not be read', file=sys.stderr)
         sys.exit(1)
-  except (app.UsageError, cli.UsageError) as e:
+  except (app.UsageError, cli.UsageError, trainers.ModeNotAvailable,
+          trainers.ConfigFieldMissing) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  except train.TrainingInterrupted as e:
+  except monitoring.TrainingInterrupted as e:
     print(f'interrupted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
   except KeyboardInterrupt:   # outside the neural loop (e.g. SVM statistics)
     print('interrupted; re-run the same command to resume (what finished is kept)',
           file=sys.stderr)
     sys.exit(130)
-  except train.NonFiniteLossError as e:
+  except monitoring.NonFiniteLossError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(3)
   except input_pipeline.CorpusNotPreparedError as e:
@@ -165,8 +162,6 @@ _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG
 
 def _train(config):
   """Trains one run or a whole protocol in --workdir and prints the test figures."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from ser_jax import protocols  # pylint: disable=g-import-not-at-top
   if protocols.is_protocol_run(config):
     summary = protocols.run_protocol(config, _WORKDIR.value)
     if jax.process_index() == 0:
@@ -175,8 +170,7 @@ def _train(config):
             f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
             f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
     return
-  from ser_jax import trainers  # pylint: disable=g-import-not-at-top
-  results = trainers.get(config)(config, _WORKDIR.value)
+  results = trainers.get(config).function('train')(config, _WORKDIR.value)
   if jax.process_index() == 0:
     print(f'TEST UAR {100 * results["test"]["uar"]:.2f}%  WA {100 * results["test"]["wa"]:.2f}%'
           f'  (checkpoint step {results["checkpoint_step"]}, results in '
@@ -214,7 +208,6 @@ class _QuietLibraries:
 
 
 if __name__ == '__main__':
-  from ser_jax import cli  # pylint: disable=g-import-not-at-top
   _error = cli.config_error(sys.argv)
   if _error:
     print(f'error: {_error}', file=sys.stderr)

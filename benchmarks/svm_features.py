@@ -49,7 +49,7 @@ def main():
 
   from ml_collections import config_flags  # noqa: F401 (config files import it)
   from ser_jax import input_pipeline
-  from ser_jax import svm
+  from ser_jax.trainers import svm
   from ser_jax import svm_features as S
   from ser_jax import workdir as workdir_lib
   import importlib.util

@@ -28,13 +28,15 @@ from ser_jax import xla_setup  # noqa: E402
 
 if __name__ == '__main__':
   xla_setup.reexec_with_malloc_tunable()   # huge pages for XLA's buffers (see xla_setup)
+  xla_setup.configure()                    # run.py's XLA flags, before JAX starts
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ser_jax import models  # noqa: E402
 from ser_jax import sharding  # noqa: E402
-from ser_jax import train  # noqa: E402
+from ser_jax import neural_experiment  # noqa: E402
+from ser_jax.trainers import neural  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,11 +118,11 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
     for p in parents:
       node = node[p]
     node[leaf] = type(node[leaf])(json.loads(value)) if node[leaf] is not None else json.loads(value)
-  exp = train.build_experiment(config, with_data=False)
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(config, with_data=False)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   rng = np.random.default_rng(0)
-  b, n = config.batch_size, train.segment_samples(config)
+  b, n = config.batch_size, neural_experiment.segment_samples(config)
   batch = {'audio': (rng.standard_normal((b, n)) * 3000).astype(np.int16),
            'lengths': np.full(b, n, np.int32),
            'labels': rng.integers(0, len(config.data.classes), b).astype(np.int32),
@@ -128,11 +130,11 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
            'weight': np.ones(b, np.float32)}
   if inputs == 'features':
     # The step's input is the front end's output (a run with cached features).
-    feats, mask = jax.jit(lambda b: train.frontend_output(exp, b))(batch)
+    feats, mask = jax.jit(lambda b: neural_experiment.frontend_output(exp, b))(batch)
     batch = {**{k: v for k, v in batch.items() if k not in ('audio', 'lengths')},
              'feats': np.asarray(feats), 'mask': np.asarray(mask)}
   batch = sharding.shard_batch(batch, exp.mesh)
-  step = train.make_train_step(exp)
+  step = neural.make_train_step(exp)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0

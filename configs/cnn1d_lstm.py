@@ -30,8 +30,7 @@ def get_config(arg: str = 'paper'):
   common.check_arg(arg, ('paper', 'combined'))
   c = common.base()
   c.data = common.data(common.COMBINED)
-  c.protocol = ml_collections.ConfigDict(dict(
-      name='stratified_split', fold=0, folds='', fractions=(0.55, 0.10, 0.35), split_seed=0))
+  c.protocol = common.protocol('stratified_split', fractions=(0.55, 0.10, 0.35))
   c.reference = ('Ranjan et al.: accuracy 81 % (macro F1 0.80) on the combined '
                  'CREMA-D + RAVDESS + SAVEE + TESS set, 8 emotions, 4,340 test files')
 
@@ -41,7 +40,8 @@ def get_config(arg: str = 'paper'):
       pad_mode='constant', n_mels=128, fmin=0.0, fmax=config_dict.placeholder(float),
       n_mfcc=20, top_db=80.0, amin=1e-10, lifter=0.0, n_chroma=12, tuning=0.0,
       chroma_norm=float('inf'), zcr_threshold=1e-10,
-      num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0))
+      num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0,
+      max_segments=0))   # 0: every segment of a file
 
   c.model = common.model(
       'cnn1d_lstm', conv_features=(256, 256, 128, 64), conv_kernel=5, pool_window=5,
@@ -65,7 +65,7 @@ def get_config(arg: str = 'paper'):
       c.early_stopping.patience = 0
     else:
       c.features.segment_seconds = c.features.segment_hop_seconds = 1.0
-      c.features.num_frames = 44                  # 1 + 16000 // 372
+      c.features.num_frames = 44                  # ceil(16000 / 372)
       c.model.conv_features = (8, 8)
       c.model.lstm_units = 8
       c.model.hidden_units = (8,)

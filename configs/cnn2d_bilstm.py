@@ -26,11 +26,10 @@ from configs import common
 def get_config(arg: str = 'paper'):
   common.check_arg(arg, ('paper', 'ravdess_crema_d'))
   c = common.base()
-  c.data = common.data('ser_crema_d+ravdess')
+  c.data = common.data(('ser_crema_d', 'ravdess'))
   # Stratified 80/10/10 utterance split (speakers shared, as in the paper);
   # 'group_split' is the speaker-independent variant.
-  c.protocol = ml_collections.ConfigDict(dict(
-      name='stratified_split', fold=0, folds='', fractions=(0.8, 0.1, 0.1), split_seed=0))
+  c.protocol = common.protocol('stratified_split', fractions=(0.8, 0.1, 0.1))
   c.reference = ('Sen et al.: accuracy 82.4 % (precision 81.3, recall 80.7, F1 80.9), '
                  'RAVDESS + CREMA-D, 8 emotions, stratified 80/10/10 split')
 
@@ -62,7 +61,7 @@ def get_config(arg: str = 'paper'):
       c.early_stopping.patience = 0
     else:
       c.features.segment_seconds = c.features.segment_hop_seconds = 1.0
-      c.features.num_frames = 44                  # 1 + 16000 // 372
+      c.features.num_frames = 44                  # ceil(16000 / 372)
       c.model.conv_features = (4, 8)
       c.model.lstm_units = 8
       c.model.hidden_units = (8,)

@@ -50,8 +50,7 @@ def tiny_images(c):
 def gomes_training(c, arg: str):
   """The deep models' training set-up of Gomes et al. and their 5-fold protocol."""
   c.data = common.data(common.COMBINED)
-  c.protocol = ml_collections.ConfigDict(dict(
-      name='stratified_kfold', fold=0, folds='all', k=5, val_fraction=0.1, split_seed=0))
+  c.protocol = common.protocol('stratified_kfold', folds='all', k=5, val_fraction=0.1)
   c.optimizer = 'adam'
   c.learning_rate = 5e-5
   c.batch_size = 32

@@ -13,16 +13,20 @@ Each config then narrows its own model for these two.
 import ml_collections
 from ml_collections import config_dict
 
+from ser_jax import augment as augment_lib
+
 # RAVDESS order (SPEC section 3); SAVEE, TESS and CREMA-D have no 'calm'.
 EIGHT_EMOTIONS = ('neutral', 'calm', 'happy', 'sad', 'angry', 'fearful', 'disgust',
                   'surprised')
 # The combined set of Ranjan et al. and Gomes et al.: 12,162 files.
-COMBINED = 'ser_crema_d+ravdess+ser_savee+tess'
+COMBINED = ('ser_crema_d', 'ravdess', 'ser_savee', 'tess')
 
 
-def data(name: str, classes=EIGHT_EMOTIONS) -> ml_collections.ConfigDict:
+def data(name, classes=EIGHT_EMOTIONS) -> ml_collections.ConfigDict:
+  """`config.data`: `name` is one TFDS dataset or a tuple of them (a union);
+  on the command line also `--config.data.name=ravdess+tess`."""
   return ml_collections.ConfigDict(dict(
-      name=name,
+      name=config_dict.FieldReference(name, field_type=object),   # str or tuple
       builder_config='',
       data_dir=config_dict.placeholder(str),   # None: TFDS's default
       split='all',
@@ -30,6 +34,24 @@ def data(name: str, classes=EIGHT_EMOTIONS) -> ml_collections.ConfigDict:
       exclude_labels=(),
       where={},
   ))
+
+
+def protocol(name: str, **fields) -> ml_collections.ConfigDict:
+  """`config.protocol` (ser_jax/splits.py): every protocol's fields at their
+  defaults, so `--config.protocol.name=group_kfold` on any config has what it
+  reads. Speaker protocols: loso, loso_session (`fold`); utterance protocols:
+  stratified_kfold / group_kfold (`k`, `val_fraction`), stratified_split /
+  group_split (`fractions` train/validation/test), cross_corpus (`test` and
+  `train` corpora; default: leave corpus `fold` out, train on the rest),
+  holdout (`test_speakers`, `validation_speakers`).
+  `folds`: '' one run (`fold`), 'all' or '0,2' a protocol of several runs."""
+  defaults = dict(name=name, fold=0, folds='', k=5, val_fraction=0.1,
+                  fractions=(0.8, 0.1, 0.1), split_seed=0, train=(), test=(),
+                  test_speakers=(), validation_speakers=())
+  unknown = set(fields) - set(defaults)
+  if unknown:
+    raise ValueError(f'protocol(): unknown fields {sorted(unknown)}')
+  return ml_collections.ConfigDict({**defaults, **fields})
 
 
 def model(name: str, **fields) -> ml_collections.ConfigDict:
@@ -44,8 +66,6 @@ def augment() -> ml_collections.ConfigDict:
   """Augmentation fields (ser_jax/augment.py), all off; e.g.
   `--config.augment.waveform.noise_snr_db=20`, `--config.augment.features.time_masks=2`,
   `--config.augment.offline.enabled=True` (Gomes ×4, training split only)."""
-  from ser_jax import augment as augment_lib  # pylint: disable=g-import-not-at-top
-
   def fields(defaults):  # None (off) becomes an overridable placeholder
     return {k: config_dict.placeholder(object) if v is None else v for k, v in defaults.items()}
 
@@ -98,10 +118,10 @@ def use_synthetic(c: ml_collections.ConfigDict, arg: str) -> ml_collections.Conf
   c.seeds = ()
   c.reference = ''
   if arg == 'synthetic':
-    c.protocol = ml_collections.ConfigDict(dict(name='loso_session', fold=0, folds=''))
+    c.protocol = protocol('loso_session')
     c.log_every_steps = 10
   elif arg == 'tiny':
-    c.protocol = ml_collections.ConfigDict(dict(name='loso', fold=0, folds=''))
+    c.protocol = protocol('loso')
     c.num_epochs = 2
     c.batch_size = 8
     c.log_every_steps = 1

@@ -29,7 +29,7 @@ def get_config(arg: str = 'iemocap'):
   # Speaker-independent protocol: 10-fold leave-one-speaker-out, the test
   # speaker's session partner validates; every fold, five seeds (the paper).
   # `folds=''` runs only `fold`; 'all' or '0,3' run several (ser_jax/protocols.py).
-  c.protocol = ml_collections.ConfigDict(dict(name='loso', fold=0, folds='all'))
+  c.protocol = common.protocol('loso', folds='all')
   c.seeds = (0, 1, 2, 3, 4)
   c.reference = ('Bhushan et al. Model 2: UAR 62.86 ± 9.43 %, WA 64.32 % (IEMOCAP improvised, '
                  '4 classes, 10-fold LOSO × 5 seeds); Chen et al. 3-D ACRNN 64.74 ± 5.44 UAR')
@@ -41,6 +41,7 @@ def get_config(arg: str = 'iemocap'):
       delta_width=5,                               # HTK N=2
       num_frames=config_dict.placeholder(int),     # None: segment / hop (300)
       segment_seconds=3.0, segment_hop_seconds=3.0,
+      max_segments=0,                              # 0: every segment of a file
   ))
 
   c.model = ml_collections.ConfigDict(dict(

@@ -43,8 +43,7 @@ def get_config(arg: str = 'paper'):
   c.seeds = ()
   c.trainer = 'svm'
   c.data = common.data(common.COMBINED)
-  c.protocol = ml_collections.ConfigDict(dict(
-      name='stratified_kfold', fold=0, folds='all', k=5, val_fraction=0.1, split_seed=0))
+  c.protocol = common.protocol('stratified_kfold', folds='all', k=5, val_fraction=0.1)
   c.reference = ('Gomes et al. SVM: accuracy 65.3 ± 0.6 % without augmentation (C=30), '
                  '76.1 ± 1.2 % with ×4 augmentation (C=100; augmented before the split), '
                  'stratified 5-fold, combined CREMA-D + RAVDESS + SAVEE + TESS, 8 emotions')

@@ -1,4 +1,7 @@
-"""ser_jax: speech emotion recognition in JAX (see README.md)."""
-from ser_jax import xla_setup as _xla_setup
+"""ser_jax: speech emotion recognition in JAX (see README.md).
 
-_xla_setup.configure()
+Importing it changes nothing in the process: the XLA defaults of
+`ser_jax.xla_setup` are applied where a program starts (run.py, the
+benchmarks, the tests' conftest.py); call `ser_jax.xla_setup.configure()`
+yourself, before JAX starts, to get them in your own program.
+"""

@@ -201,8 +201,8 @@ class Checkpoints:
   may run beside training) they are only skipped, and nothing is moved.
   """
 
-  def __init__(self, directory: str, keep: int = 2, async_save: bool = True,
-               metric: str = 'val_uar', mode: str = 'max', repair: bool = False):
+  def __init__(self, directory: str, *, metric: str, mode: str, keep: int = 2,
+               async_save: bool = True, repair: bool = False):
     if mode not in ('min', 'max'):
       raise ValueError(f'mode must be min or max, not {mode!r}')
     self.metric, self.mode = metric, mode
@@ -237,15 +237,12 @@ class Checkpoints:
 
   def best_step(self):
     """Step with the best `metric` (earliest among ties), or None."""
+    # Not `self.manager.best_step()`: Orbax's picks the latest among ties, still
+    # lists the damaged steps this object skips (`_skip`), and fails on metrics without `metric`.
     sign = 1.0 if self.mode == 'max' else -1.0
-    best, best_value = None, None
-    for step in self.all_steps():
-      metrics = self.manager.metrics(step)
-      if metrics is None or self.metric not in metrics:
-        continue
-      if best_value is None or sign * metrics[self.metric] > best_value:
-        best, best_value = step, sign * metrics[self.metric]
-    return best
+    scored = [(step, sign * m[self.metric]) for step in self.all_steps()
+              if (m := self.manager.metrics(step)) is not None and self.metric in m]
+    return max(scored, key=lambda s: s[1])[0] if scored else None   # max: the first best
 
   def restore(self, step: int, target):
     """Restores `step` into the structure, dtypes and shardings of `target`.

@@ -20,25 +20,23 @@ import json
 import os
 
 import jax
+from jax.experimental import jax2tf
+import tensorflow as tf
 
 from ser_jax import features as features_lib
-from ser_jax import predict as predict_lib
-from ser_jax import train as train_lib
+from ser_jax import neural_experiment as neural_lib
 
 
 def export_saved_model(config, workdir: str | None, out_dir: str,
                        checkpoint: str | None = None) -> dict:
   """Writes the SavedModel of a checkpoint (default: the best) to `out_dir`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-
-  exp = train_lib.build_experiment(config, with_data=False)
-  ckpt, step = predict_lib.resolve_checkpoint(workdir, checkpoint, config.get('selection'))
-  state, step = train_lib.restore_for_eval(exp, ckpt, step)
+  exp = neural_lib.build_experiment(config, with_data=False)
+  ckpt, step = neural_lib.resolve_checkpoint(workdir, checkpoint, config.selection)
+  state, step = neural_lib.restore_for_eval(exp, ckpt, step)
   params = jax.device_get(state.params)
   norm = jax.device_get(state.norm)
   sr = int(config.features.sample_rate)
-  seg_len, hop, max_segments = train_lib.segmentation(config)
+  seg_len, hop, max_segments = neural_lib.segmentation(config)
   classes = list(exp.class_names)
   aggregation = config.aggregation
 

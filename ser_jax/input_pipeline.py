@@ -19,20 +19,8 @@ from typing import Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from ser_jax import augment
 from ser_jax import splits as splits_lib
-
-# What --manual_dir must point at, per TFDS dataset name.
-MANUAL_DIR_HINTS = {
-    'iemocap': '~/corpora/IEMOCAP_full_release',
-    'ravdess': '~/corpora/RAVDESS',
-    'ser_crema_d': '~/corpora/CREMA-D',
-    'tess': '~/corpora/TESS',
-    'ser_savee': '~/corpora/SAVEE',
-}
-# Builder folders whose dataset name differs (TFDS's catalog has its own
-# `crema_d` and `savee`, so ours are registered as `ser_crema_d`/`ser_savee`).
-BUILDER_DIRS = {'ser_crema_d': 'crema_d', 'ser_savee': 'savee'}
-
 
 class CorpusNotPreparedError(RuntimeError):
   """The requested corpus has not been built with `tfds build` yet."""
@@ -65,7 +53,7 @@ class Segments:
   genders: np.ndarray    # int32 [S]
   utterance: np.ndarray  # int32 [S] index of the segment's utterance
   utterances: Utterances
-  # Front-end output cached by `train.cache_features` (None: batches carry
+  # Front-end output cached by `trainers.neural.cache_features` (None: batches carry
   # audio and the step computes the features).
   feats: np.ndarray | None = None   # float32 [S, T, F, C]
   mask: np.ndarray | None = None    # bool [S, T] valid frames
@@ -75,18 +63,25 @@ class Segments:
 
 
 def tfds_name(data_cfg) -> str:
-  return f'{data_cfg.name}/{data_cfg.builder_config}' if data_cfg.get(
-      'builder_config') else data_cfg.name
+  return (f'{data_cfg.name}/{data_cfg.builder_config}' if data_cfg.builder_config
+          else data_cfg.name)
 
 
 def _build_command(data_cfg) -> str:
-  cmd = f'tfds build tfds_builders/{BUILDER_DIRS.get(data_cfg.name, data_cfg.name)}'
-  if data_cfg.get('builder_config'):
+  """The `tfds build` command for the corpus, from its builder (which knows its
+  folder and --manual_dir), or the folder of the name when none is registered."""
+  import tensorflow_datasets as tfds  # heavy: only on this error path and in get_builder
+  import tfds_builders  # noqa: F401  (registers the project's builders)
+  try:
+    cls = tfds.builder_cls(data_cfg.name)
+  except tfds.core.registered.DatasetNotFoundError:
+    cls = None
+  if hasattr(cls, 'build_command'):
+    return cls.build_command(data_cfg.builder_config, data_cfg.data_dir)
+  cmd = f'tfds build tfds_builders/{data_cfg.name}'
+  if data_cfg.builder_config:
     cmd += f' --config={data_cfg.builder_config}'
-  hint = MANUAL_DIR_HINTS.get(data_cfg.name)
-  if hint:
-    cmd += f' --manual_dir={hint}'
-  if data_cfg.get('data_dir'):
+  if data_cfg.data_dir:
     cmd += f' --data_dir={data_cfg.data_dir}'
   return cmd
 
@@ -98,11 +93,11 @@ def get_builder(data_cfg):
   first use; the others must have been built with `tfds build`, otherwise
   `CorpusNotPreparedError` names the command to run.
   """
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # heavy (TensorFlow): only where a corpus is read
   import tfds_builders  # noqa: F401  (registers the project's builders)
 
   name = tfds_name(data_cfg)
-  data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.get('data_dir') else None
+  data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.data_dir else None
   try:
     with _quiet_tfds():
       builder = tfds.builder(name, data_dir=data_dir)
@@ -156,9 +151,9 @@ def _selected(ex, emotion: str, data_cfg) -> str | None:
   if emotion not in data_cfg.classes:
     return f'emotion {emotion}'
   raw = ex['label'].decode() if isinstance(ex['label'], bytes) else ex['label']
-  if raw in data_cfg.get('exclude_labels', ()):
+  if raw in data_cfg.exclude_labels:
     return f'label {raw}'
-  for field, wanted in (data_cfg.get('where') or {}).items():
+  for field, wanted in data_cfg.where.items():
     if field not in ex:
       raise ValueError(f'data.where names {field!r}, which this corpus does not have')
     value = ex[field]
@@ -169,14 +164,18 @@ def _selected(ex, emotion: str, data_cfg) -> str | None:
 
 
 def corpus_names(data_cfg) -> list[str]:
-  """`data.name` is one TFDS dataset or a '+'-joined union of several."""
-  return [n.strip() for n in str(data_cfg.name).split('+') if n.strip()]
+  """The TFDS datasets of `data.name` (a ConfigDict or the dict of a workdir's
+  config.json): one name, a tuple (list) of names for a union, or the
+  command-line sugar of a '+'-joined string."""
+  name = data_cfg['name']
+  names = name.split('+') if isinstance(name, str) else list(name)
+  return [str(n).strip() for n in names if str(n).strip()]
 
 
 def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   """The configured subset of one corpus, or of a union of corpora.
 
-  A union (`data.name='ser_crema_d+ravdess+ser_savee+tess'`, the combined set
+  A union (`data.name=('ser_crema_d', 'ravdess', 'ser_savee', 'tess')`, the combined set
   of the Ranjan and Gomes papers) loads each corpus with the same classes and
   filters and concatenates them; speaker and session ids are prefixed with
   the corpus name (`ravdess:01`) so that they stay distinct, and paths with
@@ -184,11 +183,10 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   """
   names = corpus_names(data_cfg)
   if len(names) == 1:
-    return _load_one(data_cfg)
+    return _load_one(ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=names[0])))
   parts, speaker_session = [], {}
   for name in names:
-    cfg = ml_collections.ConfigDict(data_cfg.to_dict())
-    cfg.name, cfg.builder_config = name, ''
+    cfg = ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=name, builder_config=''))
     utts, sessions = _load_one(cfg)
     utts.speakers = np.asarray([f'{name}:{s}' for s in utts.speakers])
     utts.paths = np.asarray([f'{name}/{p}' for p in utts.paths])
@@ -224,7 +222,7 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
   if tuple(gender_names) != ('female', 'male'):
     raise ValueError(f'unexpected gender names {gender_names}')
 
-  ds = builder.as_dataset(split=data_cfg.get('split', 'all'), shuffle_files=False)
+  ds = builder.as_dataset(split=data_cfg.split, shuffle_files=False)
   audio, labels, genders, speakers, paths = [], [], [], [], []
   speaker_session, skipped = {}, {}
   for ex in tfds.as_numpy(ds):
@@ -299,7 +297,6 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int) -> Utter
   original + noise + time stretch + pitch shift, Gomes et al.'s ×4), each
   variant keeping its utterance's label, gender and speaker; paths get
   '#variant'. Apply to the training split only."""
-  from ser_jax import augment  # pylint: disable=g-import-not-at-top
   names = augment.offline_variants(cfg)
   variants = augment.offline_augment(utts.audio, sample_rate, cfg, seed)
   audio = [np.round(np.clip(z, -1.0, 32767 / 32768) * 32768).astype(np.int16)

@@ -106,22 +106,29 @@ def os_errors(path: str):
 
 
 class MetricWriter:
-  """TensorBoard scalars from process 0 (`WORKDIR/tensorboard`)."""
+  """TensorBoard scalars from process 0 (`WORKDIR/tensorboard`), with clu's
+  `metric_writers.SummaryWriter`; other processes write nothing. (Not
+  `create_default_writer`: its LoggingWriter would log every scalar again
+  beside the progress lines, and its asynchronous writes would raise a full
+  disk's error in a thread instead of through `os_errors` here.)"""
 
   def __init__(self, logdir: str):
     self._writer = None
     self.logdir = logdir
     if is_chief():
-      from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+      # Imported here: it imports TensorFlow (heavy), which only process 0 needs.
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
       with os_errors(logdir):
-        self._writer = tensorboard.SummaryWriter(logdir, auto_flush=False)
+        self._writer = metric_writers.SummaryWriter(logdir)
 
   def scalars(self, step: int, values: dict):
+    """Writes the finite values of `values` (None, NaN and Inf are skipped)."""
     if self._writer is not None:
-      with os_errors(self.logdir):
-        for k, v in values.items():
-          if v is not None and math.isfinite(float(v)):
-            self._writer.scalar(k, float(v), step)
+      finite = {k: float(v) for k, v in values.items()
+                if v is not None and math.isfinite(float(v))}
+      if finite:
+        with os_errors(self.logdir):
+          self._writer.write_scalars(int(step), finite)
 
   def flush(self):
     if self._writer is not None:
@@ -178,6 +185,19 @@ def progress_bar(total: int, initial: int):
   import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True,
                    disable=None if is_chief() else True, leave=False)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or Inf loss."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGTERM/SIGINT arrived (`TerminationSignals`); a checkpoint of the current step was saved."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f'stopped by signal {signum} at step {step}; checkpoint saved, '
+                     're-run the same command to resume')
+    self.signum, self.step = signum, step
 
 
 class TerminationSignals:

@@ -28,12 +28,12 @@ from ser_jax import workdir as workdir_lib
 
 def is_protocol_run(config) -> bool:
   """Whether the config asks for several runs (folds and/or seeds)."""
-  return bool(config.protocol.get('folds', '')) or len(config.get('seeds', ()) or ()) > 1
+  return bool(config.protocol.folds) or len(config.seeds) > 1
 
 
 def plan(config, speaker_session) -> list[tuple[int, int]]:
   """(fold, seed) of every run, in order."""
-  spec = str(config.protocol.get('folds', '') or '')
+  spec = str(config.protocol.folds or '')
   n = splits_lib.num_folds(config.protocol, speaker_session)
   if spec == 'all':
     folds = list(range(n))
@@ -44,7 +44,7 @@ def plan(config, speaker_session) -> list[tuple[int, int]]:
       raise ValueError(f'protocol.folds {bad} out of range: the protocol has {n} folds')
   else:
     folds = [int(config.protocol.fold)]
-  seeds = list(config.get('seeds', ()) or ()) or [int(config.seed)]
+  seeds = list(config.seeds) or [int(config.seed)]
   return [(f, s) for f in folds for s in seeds]
 
 
@@ -81,8 +81,8 @@ def run_protocol(config, workdir: str, mesh=None) -> dict:
         results[fold, seed] = json.load(f)
       continue
     logging.info('[%d/%d] fold %d seed %d → %s', i + 1, len(runs), fold, seed, sub)
-    results[fold, seed] = trainers.get(config)(run_config(config, fold, seed), sub,
-                                               mesh=mesh, corpus=corpus)
+    train = trainers.get(config).function('train')
+    results[fold, seed] = train(run_config(config, fold, seed), sub, mesh=mesh, corpus=corpus)
   summary = summarize(config, results)
   if monitoring.is_chief():
     write_protocol_report(config, workdir, results, summary)
@@ -161,12 +161,12 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
   ur, wr = summary['uar_over_runs'], summary['wa_over_runs']
   command = ' '.join(shlex.quote(a) for a in sys.argv)
   md = [
-      f'# {config.model.name} — {config.protocol.name} on {config.data.name}',
+      f'# {config.model.name} — {config.protocol.name} on {"+".join(input_pipeline.corpus_names(config.data))}',
       '',
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
       f'({summary["num_runs"]} runs); model selection on validation '
-      f'`{(config.get("selection") or {}).get("metric", "val_uar")}` only',
+      f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '
       f'{config.aggregation}-pooled per utterance',
       f'- config: `config.json` of each run folder; fold assignments in `splits/`',
@@ -186,7 +186,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       md.append(f'| {c} | {", ".join(map(str, e["folds"]))} | {e["num_examples"]} | '
                 f'{e["uar_mean_std"][0]:.2f} ± {e["uar_mean_std"][1]:.2f} | '
                 f'{e["wa_mean_std"][0]:.2f} ± {e["wa_mean_std"][1]:.2f} |')
-  if config.get('reference'):
+  if config.reference:
     md += ['', f'Published figure to compare with: {config.reference}.']
   md += ['', '## Pooled test utterances of all runs', '',
          f'UAR {100 * pooled["uar"]:.2f} %, WA {100 * pooled["wa"]:.2f} %; per class in '

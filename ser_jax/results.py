@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ser_jax import input_pipeline
+
 _SHORT = {'neutral': 'neu', 'calm': 'cal', 'happy': 'hap', 'sad': 'sad', 'angry': 'ang',
           'fearful': 'fea', 'disgust': 'dis', 'surprised': 'sur', 'other': 'oth'}
 
@@ -116,7 +118,7 @@ def row(workdir: str) -> dict:
     runs = '1'
     seconds = res.get('wall_seconds')
   return {
-      'system': _config_file(command), 'corpus': cfg['data']['name'],
+      'system': _config_file(command), 'corpus': '+'.join(input_pipeline.corpus_names(cfg['data'])),
       'protocol': _protocol(cfg), 'runs': runs, 'wa': wa, 'uar': uar,
       'recall': _recalls(per_class, classes),
       'per_corpus': ', '.join(f'{c} {m:.1f}' for c, (m, _) in sorted(per_corpus.items())),

@@ -99,8 +99,8 @@ def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   if name == 'loso_session':
     return len(set(speaker_session.values()))
   if name in ('stratified_kfold', 'group_kfold'):
-    return int(protocol.get('k', 5))
-  if name == 'cross_corpus' and not protocol.get('test'):
+    return int(protocol.k)
+  if name == 'cross_corpus' and not protocol.test:
     return len(set(corpus_of(list(speaker_session))))
   return 1
 
@@ -130,7 +130,7 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
   from sklearn import model_selection  # pylint: disable=g-import-not-at-top
   labels = np.asarray(labels)
   speakers = np.asarray(speakers)
-  seed = int(protocol.get('split_seed', 0))
+  seed = int(protocol.split_seed)
   idx = np.arange(len(labels))
   name = protocol.name
   if name == 'cross_corpus':
@@ -142,11 +142,11 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
     check_disjoint({k: set(speakers[v]) for k, v in out.items()})
     return out
   if name == 'stratified_kfold':
-    k = int(protocol.get('k', 5))
+    k = int(protocol.k)
     _check_fold(protocol.fold, k, 'folds')
     folds = model_selection.StratifiedKFold(k, shuffle=True, random_state=seed)
     rest, test = list(folds.split(idx, labels))[protocol.fold]
-    train, val = _two_way(rest, labels, speakers, float(protocol.get('val_fraction', 0.1)),
+    train, val = _two_way(rest, labels, speakers, float(protocol.val_fraction),
                           seed, False)
   elif name == 'stratified_split':
     f_train, f_val, f_test = _fractions(protocol)
@@ -158,7 +158,7 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
 
 
 def _fractions(protocol):
-  f_train, f_val, f_test = protocol.get('fractions', (0.8, 0.1, 0.1))
+  f_train, f_val, f_test = protocol.fractions
   if abs(f_train + f_val + f_test - 1) > 1e-6:
     raise ValueError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
   return f_train, f_val, f_test
@@ -183,9 +183,9 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
   name = protocol.name
   parts = {'train': [], 'validation': [], 'test': []}
   if name == 'group_kfold':
-    k = int(protocol.get('k', 5))
+    k = int(protocol.k)
     _check_fold(protocol.fold, k, 'folds')
-    val_fraction = float(protocol.get('val_fraction', 0.1))
+    val_fraction = float(protocol.val_fraction)
   else:
     f_train, f_val, f_test = _fractions(protocol)
     val_fraction = f_val / (f_train + f_val)
@@ -237,7 +237,7 @@ def cross_corpus_test(corpora, protocol) -> tuple[str, ...]:
   names = sorted(set(corpora))
   if len(names) < 2:
     raise ValueError(f'cross_corpus needs a union of corpora; the data has {names}')
-  test = tuple(protocol.get('test', ()) or ())
+  test = tuple(protocol.test)
   if not test:
     _check_fold(protocol.fold, len(names), 'corpora')
     test = (names[protocol.fold],)
@@ -255,12 +255,12 @@ def _cross_corpus(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
   (`restrict_to_test_classes` in the input pipeline)."""
   corpora = corpus_of(speakers)
   test = cross_corpus_test(corpora, protocol)
-  train = tuple(protocol.get('train', ()) or ()) or tuple(
+  train = tuple(protocol.train) or tuple(
       c for c in sorted(set(corpora)) if c not in test)
   overlap = sorted(set(train) & set(test))
   if overlap:
     raise ValueError(f'cross_corpus: {overlap} both trains and tests')
-  val_fraction = float(protocol.get('val_fraction', 0.1))
+  val_fraction = float(protocol.val_fraction)
   parts = {'train': [], 'validation': [], 'test': [np.flatnonzero(np.isin(corpora, test))]}
   for corpus in train:
     idx = np.flatnonzero(corpora == corpus)

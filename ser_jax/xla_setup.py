@@ -12,8 +12,9 @@ it). The flag only concerns the CPU backend; GPU compilation ignores it.
 A flag the user already put in `XLA_FLAGS` is left alone; set
 `SER_JAX_XLA_DEFAULTS=0` to add none. The flags take effect only if they are
 in the environment before the first JAX computation initialises the
-backends: `ser_jax/__init__.py` calls `configure()` on import, and a warning
-says when it came too late.
+backends: the programs call `configure()` where they start (run.py, the
+benchmarks, the tests' conftest.py; importing ser_jax changes nothing), and a
+warning says when it came too late.
 
 Huge pages. XLA:CPU allocates a step's buffers afresh on every call, and
 glibc serves large blocks with new `mmap` regions that it returns on free, so
@@ -64,9 +65,9 @@ def configure(environ=os.environ) -> list[str]:
     late = False
   if late:
     logging.getLogger(__name__).warning(
-        'JAX backends were initialised before ser_jax was imported; the default XLA '
-        'flags %s do not apply to this process (import ser_jax first, or put them in '
-        'XLA_FLAGS).', ' '.join(added))
+        'JAX backends were initialised before xla_setup.configure() was called; the '
+        'default XLA flags %s do not apply to this process (call it first, or put them '
+        'in XLA_FLAGS).', ' '.join(added))
   return added
 
 

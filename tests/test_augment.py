@@ -14,174 +14,174 @@ SR = 16000
 
 
 def batch(lengths=(16000, 9000, 3000), n=16000, seed=0):
-    rng = np.random.default_rng(seed)
-    x = np.zeros((len(lengths), n), np.float32)
-    t = np.arange(n) / SR
-    for i, ln in enumerate(lengths):
-        x[i, :ln] = (0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t[:ln])
-                     + 0.01 * rng.standard_normal(ln))
-    return jnp.asarray(x), jnp.asarray(lengths, jnp.int32)
+  rng = np.random.default_rng(seed)
+  x = np.zeros((len(lengths), n), np.float32)
+  t = np.arange(n) / SR
+  for i, ln in enumerate(lengths):
+    x[i, :ln] = (0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t[:ln])
+                 + 0.01 * rng.standard_normal(ln))
+  return jnp.asarray(x), jnp.asarray(lengths, jnp.int32)
 
 
 def test_disabled_is_identity():
-    x, ln = batch()
-    key = jax.random.key(0)
-    for cfg in (None, {}, ml_collections.ConfigDict(), dict(noise_amplitude=None)):
-        assert A.augment_waveform(key, x, ln, cfg) is x
-    feats = jnp.asarray(np.random.default_rng(1).standard_normal((3, 20, 8, 2)),
-                        jnp.float32)
-    mask = jnp.arange(20)[None] < jnp.array([[20], [7], [0]])
-    for cfg in (None, {}, dict(time_masks=2), dict(freq_mask_max_bins=3)):
-        assert A.augment_features(key, feats, mask, cfg) is feats
+  x, ln = batch()
+  key = jax.random.key(0)
+  for cfg in (None, {}, ml_collections.ConfigDict(), dict(noise_amplitude=None)):
+    assert A.augment_waveform(key, x, ln, cfg) is x
+  feats = jnp.asarray(np.random.default_rng(1).standard_normal((3, 20, 8, 2)),
+                      jnp.float32)
+  mask = jnp.arange(20)[None] < jnp.array([[20], [7], [0]])
+  for cfg in (None, {}, dict(time_masks=2), dict(freq_mask_max_bins=3)):
+    assert A.augment_features(key, feats, mask, cfg) is feats
 
 
 def test_snr_of_added_noise():
-    x, ln = batch(lengths=(16000, 12000), n=16000)
-    key = jax.random.key(1)
-    for snr in (0.0, 10.0, 20.0):
-        y = A.augment_waveform(key, x, ln, dict(noise_snr_db=snr))
-        for i, n in enumerate(np.asarray(ln)):
-            sig = np.asarray(x[i, :n], np.float64)
-            noise = np.asarray(y[i, :n], np.float64) - sig
-            got = 10 * np.log10(np.mean(sig ** 2) / np.mean(noise ** 2))
-            assert abs(got - snr) < 0.2, (snr, got)
-            assert np.all(np.asarray(y[i, n:]) == 0.0)  # padding untouched
-    # Uniform noise is scaled to the same power; a range draws within it.
-    y = A.augment_waveform(key, x, ln, dict(noise_snr_db=10.0, noise_distribution='uniform'))
-    noise = np.asarray(y[0] - x[0], np.float64)
-    got = 10 * np.log10(np.mean(np.asarray(x[0], np.float64) ** 2) / np.mean(noise ** 2))
-    assert abs(got - 10.0) < 0.2
-    assert np.max(np.abs(noise)) <= np.sqrt(3) * 1.02 * np.sqrt(np.mean(noise ** 2))
-    y = A.augment_waveform(key, x, ln, dict(noise_snr_db=(5.0, 15.0)))
+  x, ln = batch(lengths=(16000, 12000), n=16000)
+  key = jax.random.key(1)
+  for snr in (0.0, 10.0, 20.0):
+    y = A.augment_waveform(key, x, ln, dict(noise_snr_db=snr))
     for i, n in enumerate(np.asarray(ln)):
-        noise = np.asarray(y[i, :n] - x[i, :n], np.float64)
-        got = 10 * np.log10(np.mean(np.asarray(x[i, :n], np.float64) ** 2) / np.mean(noise ** 2))
-        assert 4.8 < got < 15.2
+      sig = np.asarray(x[i, :n], np.float64)
+      noise = np.asarray(y[i, :n], np.float64) - sig
+      got = 10 * np.log10(np.mean(sig ** 2) / np.mean(noise ** 2))
+      assert abs(got - snr) < 0.2, (snr, got)
+      assert np.all(np.asarray(y[i, n:]) == 0.0)  # padding untouched
+  # Uniform noise is scaled to the same power; a range draws within it.
+  y = A.augment_waveform(key, x, ln, dict(noise_snr_db=10.0, noise_distribution='uniform'))
+  noise = np.asarray(y[0] - x[0], np.float64)
+  got = 10 * np.log10(np.mean(np.asarray(x[0], np.float64) ** 2) / np.mean(noise ** 2))
+  assert abs(got - 10.0) < 0.2
+  assert np.max(np.abs(noise)) <= np.sqrt(3) * 1.02 * np.sqrt(np.mean(noise ** 2))
+  y = A.augment_waveform(key, x, ln, dict(noise_snr_db=(5.0, 15.0)))
+  for i, n in enumerate(np.asarray(ln)):
+    noise = np.asarray(y[i, :n] - x[i, :n], np.float64)
+    got = 10 * np.log10(np.mean(np.asarray(x[i, :n], np.float64) ** 2) / np.mean(noise ** 2))
+    assert 4.8 < got < 15.2
 
 
 def test_noise_amplitude_gomes():
-    x, ln = batch()
-    key = jax.random.key(2)
-    y = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_random_scale=False))
-    for i, n in enumerate(np.asarray(ln)):
-        noise = np.asarray(y[i, :n] - x[i, :n])
-        peak = np.max(np.abs(np.asarray(x[i, :n])))
-        assert abs(np.std(noise) / (0.035 * peak) - 1.0) < 0.05
-        assert np.all(np.asarray(y[i, n:]) == 0.0)
-    y2 = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_distribution='uniform',
-                                             noise_random_scale=False))
-    peak = np.max(np.abs(np.asarray(x[0])))
-    assert np.max(np.abs(np.asarray(y2[0] - x[0]))) <= 0.035 * peak * 1.0001
-    # With the random scale u ~ U(0, 1) the noise is never larger.
-    y3 = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_distribution='uniform'))
-    peaks = np.max(np.abs(np.asarray(x)), axis=1, keepdims=True)
-    assert np.all(np.abs(np.asarray(y3 - x)) <= 0.035 * peaks * 1.0001)
-    with pytest.raises(ValueError):
-        A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_snr_db=10.0))
+  x, ln = batch()
+  key = jax.random.key(2)
+  y = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_random_scale=False))
+  for i, n in enumerate(np.asarray(ln)):
+    noise = np.asarray(y[i, :n] - x[i, :n])
+    peak = np.max(np.abs(np.asarray(x[i, :n])))
+    assert abs(np.std(noise) / (0.035 * peak) - 1.0) < 0.05
+    assert np.all(np.asarray(y[i, n:]) == 0.0)
+  y2 = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_distribution='uniform',
+                                           noise_random_scale=False))
+  peak = np.max(np.abs(np.asarray(x[0])))
+  assert np.max(np.abs(np.asarray(y2[0] - x[0]))) <= 0.035 * peak * 1.0001
+  # With the random scale u ~ U(0, 1) the noise is never larger.
+  y3 = A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_distribution='uniform'))
+  peaks = np.max(np.abs(np.asarray(x)), axis=1, keepdims=True)
+  assert np.all(np.abs(np.asarray(y3 - x)) <= 0.035 * peaks * 1.0001)
+  with pytest.raises(ValueError):
+    A.augment_waveform(key, x, ln, dict(noise_amplitude=0.035, noise_snr_db=10.0))
 
 
 def test_gain_and_shift_respect_lengths():
-    x, ln = batch()
-    key = jax.random.key(3)
-    y = np.asarray(A.augment_waveform(key, x, ln, dict(gain_db=(-6.0, 6.0))))
+  x, ln = batch()
+  key = jax.random.key(3)
+  y = np.asarray(A.augment_waveform(key, x, ln, dict(gain_db=(-6.0, 6.0))))
+  for i, n in enumerate(np.asarray(ln)):
+    ratio = y[i, :n] / np.where(np.asarray(x[i, :n]) == 0, 1, np.asarray(x[i, :n]))
+    g = 20 * np.log10(np.median(ratio))
+    assert -6.0 - 1e-4 <= g <= 6.0 + 1e-4
+    np.testing.assert_allclose(ratio[np.asarray(x[i, :n]) != 0], np.median(ratio), rtol=1e-5)
+  for mode in ('roll', 'zero'):
+    cfg = dict(shift_max_seconds=0.1, shift_mode=mode)
+    y = np.asarray(A.augment_waveform(key, x, ln, cfg))
     for i, n in enumerate(np.asarray(ln)):
-        ratio = y[i, :n] / np.where(np.asarray(x[i, :n]) == 0, 1, np.asarray(x[i, :n]))
-        g = 20 * np.log10(np.median(ratio))
-        assert -6.0 - 1e-4 <= g <= 6.0 + 1e-4
-        np.testing.assert_allclose(ratio[np.asarray(x[i, :n]) != 0], np.median(ratio), rtol=1e-5)
-    for mode in ('roll', 'zero'):
-        cfg = dict(shift_max_seconds=0.1, shift_mode=mode)
-        y = np.asarray(A.augment_waveform(key, x, ln, cfg))
-        for i, n in enumerate(np.asarray(ln)):
-            xi = np.asarray(x[i, :n])
-            assert np.all(y[i, n:] == 0.0)
-            shifts = [s for s in range(-1600, 1601)
-                      if (mode == 'roll' and np.array_equal(y[i, :n], np.roll(xi, s)))
-                      or (mode == 'zero' and np.array_equal(
-                          y[i, :n], np.roll(xi, s) * ((np.arange(n) - s >= 0) & (np.arange(n) - s < n))))]
-            assert shifts, (mode, i)
-    # shift_prob=0 leaves everything as is.
-    y = A.augment_waveform(key, x, ln, dict(shift_max_seconds=0.1, shift_prob=0.0))
-    np.testing.assert_array_equal(y, x)
+      xi = np.asarray(x[i, :n])
+      assert np.all(y[i, n:] == 0.0)
+      shifts = [s for s in range(-1600, 1601)
+                if (mode == 'roll' and np.array_equal(y[i, :n], np.roll(xi, s)))
+                or (mode == 'zero' and np.array_equal(
+                    y[i, :n], np.roll(xi, s) * ((np.arange(n) - s >= 0) & (np.arange(n) - s < n))))]
+      assert shifts, (mode, i)
+  # shift_prob=0 leaves everything as is.
+  y = A.augment_waveform(key, x, ln, dict(shift_max_seconds=0.1, shift_prob=0.0))
+  np.testing.assert_array_equal(y, x)
 
 
 def test_determinism_and_jit():
-    x, ln = batch()
-    cfg = dict(shift_max_seconds=0.05, gain_db=(-3.0, 3.0), noise_snr_db=(10.0, 20.0),
-               noise_prob=0.5)
-    f = jax.jit(functools.partial(A.augment_waveform, cfg=cfg))
-    a = f(jax.random.key(7), x, ln)
-    b = f(jax.random.key(7), x, ln)
-    c = f(jax.random.key(8), x, ln)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(np.asarray(a), np.asarray(c))
-    np.testing.assert_allclose(a, A.augment_waveform(jax.random.key(7), x, ln, cfg), atol=1e-6)
-    fcfg = dict(time_masks=2, time_mask_max_frames=5, freq_masks=2, freq_mask_max_bins=4)
-    feats = jnp.asarray(np.random.default_rng(0).standard_normal((3, 30, 16, 3)) + 5, jnp.float32)
-    mask = jnp.arange(30)[None] < jnp.array([[30], [12], [3]])
-    g = jax.jit(functools.partial(A.augment_features, cfg=fcfg))
-    np.testing.assert_array_equal(g(jax.random.key(1), feats, mask),
-                                  g(jax.random.key(1), feats, mask))
-    np.testing.assert_array_equal(g(jax.random.key(1), feats, mask),
-                                  A.augment_features(jax.random.key(1), feats, mask, fcfg))
+  x, ln = batch()
+  cfg = dict(shift_max_seconds=0.05, gain_db=(-3.0, 3.0), noise_snr_db=(10.0, 20.0),
+             noise_prob=0.5)
+  f = jax.jit(functools.partial(A.augment_waveform, cfg=cfg))
+  a = f(jax.random.key(7), x, ln)
+  b = f(jax.random.key(7), x, ln)
+  c = f(jax.random.key(8), x, ln)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(np.asarray(a), np.asarray(c))
+  np.testing.assert_allclose(a, A.augment_waveform(jax.random.key(7), x, ln, cfg), atol=1e-6)
+  fcfg = dict(time_masks=2, time_mask_max_frames=5, freq_masks=2, freq_mask_max_bins=4)
+  feats = jnp.asarray(np.random.default_rng(0).standard_normal((3, 30, 16, 3)) + 5, jnp.float32)
+  mask = jnp.arange(30)[None] < jnp.array([[30], [12], [3]])
+  g = jax.jit(functools.partial(A.augment_features, cfg=fcfg))
+  np.testing.assert_array_equal(g(jax.random.key(1), feats, mask),
+                                g(jax.random.key(1), feats, mask))
+  np.testing.assert_array_equal(g(jax.random.key(1), feats, mask),
+                                A.augment_features(jax.random.key(1), feats, mask, fcfg))
 
 
 def test_spec_masks_touch_valid_frames_within_bounds():
-    b, t, f, c = 6, 40, 20, 3
-    feats = jnp.asarray(np.random.default_rng(0).uniform(1, 2, (b, t, f, c)), jnp.float32)
-    lengths = np.array([40, 33, 10, 4, 1, 0])
-    mask = jnp.arange(t)[None] < jnp.asarray(lengths)[:, None]
-    cfg = dict(time_masks=2, time_mask_max_frames=6, freq_masks=2, freq_mask_max_bins=5)
-    for seed in range(10):
-        out = np.asarray(A.augment_features(jax.random.key(seed), feats, mask, cfg))
-        hit = out == 0.0
-        assert np.all(hit == hit[..., :1])  # every channel alike
-        hit = hit[..., 0]
-        for i, n in enumerate(lengths):
-            assert not hit[i, n:].any()  # padding untouched
-            rows = hit[i, :n].all(axis=1)  # fully masked frames: time masks
-            cols = hit[i, :n].all(axis=0) if n else np.zeros(f, bool)
-            assert rows.sum() <= 2 * 6
-            if n > 12:  # bins masked on every valid frame: freq masks
-                assert cols.sum() <= 2 * 5
-            # Anything masked is in a masked row or a masked column.
-            assert np.all(hit[i, :n] <= (rows[:, None] | cols[None, :]))
-    # Time masks only / freq masks only.
-    out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
-                                        dict(time_masks=1, time_mask_max_frames=40)))
-    assert ((out == 0).all(axis=(2, 3)).sum(1) <= lengths).all()
-    out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
-                                        dict(freq_masks=1, freq_mask_max_bins=20, mask_value=-1.0)))
-    assert not (out[~np.asarray(mask)] == -1.0).any()
-    assert (out == -1.0).any()
+  b, t, f, c = 6, 40, 20, 3
+  feats = jnp.asarray(np.random.default_rng(0).uniform(1, 2, (b, t, f, c)), jnp.float32)
+  lengths = np.array([40, 33, 10, 4, 1, 0])
+  mask = jnp.arange(t)[None] < jnp.asarray(lengths)[:, None]
+  cfg = dict(time_masks=2, time_mask_max_frames=6, freq_masks=2, freq_mask_max_bins=5)
+  for seed in range(10):
+    out = np.asarray(A.augment_features(jax.random.key(seed), feats, mask, cfg))
+    hit = out == 0.0
+    assert np.all(hit == hit[..., :1])  # every channel alike
+    hit = hit[..., 0]
+    for i, n in enumerate(lengths):
+      assert not hit[i, n:].any()  # padding untouched
+      rows = hit[i, :n].all(axis=1)  # fully masked frames: time masks
+      cols = hit[i, :n].all(axis=0) if n else np.zeros(f, bool)
+      assert rows.sum() <= 2 * 6
+      if n > 12:  # bins masked on every valid frame: freq masks
+        assert cols.sum() <= 2 * 5
+      # Anything masked is in a masked row or a masked column.
+      assert np.all(hit[i, :n] <= (rows[:, None] | cols[None, :]))
+  # Time masks only / freq masks only.
+  out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
+                                      dict(time_masks=1, time_mask_max_frames=40)))
+  assert ((out == 0).all(axis=(2, 3)).sum(1) <= lengths).all()
+  out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
+                                      dict(freq_masks=1, freq_mask_max_bins=20, mask_value=-1.0)))
+  assert not (out[~np.asarray(mask)] == -1.0).any()
+  assert (out == -1.0).any()
 
 
 def test_offline_augment_lengths_pitch_determinism():
-    sr = 16000
-    t = np.arange(sr) / sr
-    sine = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
-    ints = (sine[:8000] * 20000).astype(np.int16)
-    cfg = dict(pitch_steps=12.0)
-    out = A.offline_augment([sine, ints], sr, cfg, seed=3)
-    names = A.offline_variants(cfg)
-    assert names == ['original', 'noise', 'stretch', 'pitch']
-    assert [n for n, _ in out] == names * 2
-    assert all(z.dtype == np.float32 for _, z in out)
-    orig, noisy, stretched, pitched = (z for _, z in out[:4])
-    np.testing.assert_array_equal(orig, sine)
-    assert len(noisy) == sr and 0 < np.max(np.abs(noisy - sine)) < 0.035 * 0.5 * 6
-    assert abs(len(stretched) - sr / 0.8) <= 2  # rate 0.8: 1.25 x as long
-    assert len(pitched) == sr
-    spec = np.abs(np.fft.rfft(pitched * np.hanning(sr)))
-    assert abs(np.argmax(spec) - 880.0) < 5  # 12 semitones up
+  sr = 16000
+  t = np.arange(sr) / sr
+  sine = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+  ints = (sine[:8000] * 20000).astype(np.int16)
+  cfg = dict(pitch_steps=12.0)
+  out = A.offline_augment([sine, ints], sr, cfg, seed=3)
+  names = A.offline_variants(cfg)
+  assert names == ['original', 'noise', 'stretch', 'pitch']
+  assert [n for n, _ in out] == names * 2
+  assert all(z.dtype == np.float32 for _, z in out)
+  orig, noisy, stretched, pitched = (z for _, z in out[:4])
+  np.testing.assert_array_equal(orig, sine)
+  assert len(noisy) == sr and 0 < np.max(np.abs(noisy - sine)) < 0.035 * 0.5 * 6
+  assert abs(len(stretched) - sr / 0.8) <= 2  # rate 0.8: 1.25 x as long
+  assert len(pitched) == sr
+  spec = np.abs(np.fft.rfft(pitched * np.hanning(sr)))
+  assert abs(np.argmax(spec) - 880.0) < 5  # 12 semitones up
 
-    # Stretched sine keeps its pitch.
-    spec = np.abs(np.fft.rfft(stretched[:sr] * np.hanning(sr)))
-    assert abs(np.argmax(spec) - 440.0) < 5
-    assert len(out[4][1]) == 8000 and abs(np.max(np.abs(out[4][1])) - 0.5 * 20000 / 32768) < 1e-3
-    again = A.offline_augment([sine, ints], sr, cfg, seed=3)
-    for (_, a), (_, b) in zip(out, again):
-        np.testing.assert_array_equal(a, b)
-    other = A.offline_augment([sine], sr, dict(stretch_rate=None, pitch_steps=None), seed=4)
-    assert [n for n, _ in other] == ['original', 'noise']
-    assert not np.array_equal(other[1][1], out[1][1])
+  # Stretched sine keeps its pitch.
+  spec = np.abs(np.fft.rfft(stretched[:sr] * np.hanning(sr)))
+  assert abs(np.argmax(spec) - 440.0) < 5
+  assert len(out[4][1]) == 8000 and abs(np.max(np.abs(out[4][1])) - 0.5 * 20000 / 32768) < 1e-3
+  again = A.offline_augment([sine, ints], sr, cfg, seed=3)
+  for (_, a), (_, b) in zip(out, again):
+    np.testing.assert_array_equal(a, b)
+  other = A.offline_augment([sine], sr, dict(stretch_rate=None, pitch_steps=None), seed=4)
+  assert [n for n, _ in other] == ['original', 'noise']
+  assert not np.array_equal(other[1][1], out[1][1])

@@ -13,26 +13,40 @@ import pytest
 
 from ser_jax import checkpoints
 
+_BY_UAR = dict(metric='val_uar', mode='max')   # the configs' selection
+
 
 def _state(v):
   return {'params': {'w': jnp.full((3,), float(v))}, 'step': jnp.asarray(v, jnp.int32)}
 
 
 def test_keeps_last_k_and_best(tmp_path):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=2)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=2, **_BY_UAR)
   for step, uar in zip([1, 2, 3, 4], [0.5, 0.9, 0.3, 0.4]):
     ckpt.save(step, _state(step), {'val_uar': uar})
   ckpt.wait()
   assert sorted(ckpt.manager.all_steps()) == [2, 3, 4]
-  reopened = checkpoints.Checkpoints(str(tmp_path), keep=2)
+  reopened = checkpoints.Checkpoints(str(tmp_path), keep=2, **_BY_UAR)
   assert reopened.best_step() == 2
   restored = reopened.restore(2, _state(0))
   np.testing.assert_array_equal(restored['params']['w'], [2.0, 2.0, 2.0])
 
 
+def test_best_step_is_the_earliest_among_ties_and_needs_the_metric(tmp_path):
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=5, **_BY_UAR)
+  for step, uar, loss in ((1, 0.5, 0.9), (2, 0.7, 0.4), (3, 0.7, 0.4), (4, 0.1, 1.0)):
+    ckpt.save(step, _state(step), {'val_uar': uar, 'val_loss': loss})
+  ckpt.save(5, _state(5))   # no metrics: never the best
+  ckpt.close()
+  assert checkpoints.Checkpoints(str(tmp_path), keep=5, **_BY_UAR).best_step() == 2
+  by_loss = checkpoints.Checkpoints(str(tmp_path), keep=5, metric='val_loss', mode='min')
+  assert by_loss.best_step() == 2
+  assert checkpoints.Checkpoints(str(tmp_path), keep=5, metric='val_f1', mode='max').best_step() is None
+
+
 @pytest.mark.parametrize('damaged', ['', 'default'])  # everything / only the arrays
 def test_corrupt_latest_falls_back_to_previous(tmp_path, damaged):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   for step in (1, 2):
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.wait()
@@ -40,13 +54,13 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damaged):
     for f in files:
       with open(os.path.join(root, f), 'wb') as fh:
         fh.write(b'\0garbage')
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3).restore_latest(_state(0))
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR).restore_latest(_state(0))
   assert step == 1
   np.testing.assert_array_equal(state['params']['w'], [1.0, 1.0, 1.0])
 
 
 def test_no_checkpoint(tmp_path):
-  state, step = checkpoints.Checkpoints(str(tmp_path)).restore_latest(_state(0))
+  state, step = checkpoints.Checkpoints(str(tmp_path), **_BY_UAR).restore_latest(_state(0))
   assert state is None and step is None
 
 
@@ -79,12 +93,12 @@ DAMAGES = ['arrays', 'metadata', 'commit_marker', 'item_commit_marker', 'tmp_fol
 
 @pytest.mark.parametrize('kind', DAMAGES)
 def test_damaged_latest_is_quarantined_and_the_step_can_be_saved_again(tmp_path, kind):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   for step in (1, 2):
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.close()
   damage_step(str(tmp_path / '2'), kind)
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True, **_BY_UAR)
   state, step = ckpt.restore_latest(_state(0))
   assert step == 1
   np.testing.assert_array_equal(state['params']['w'], [1.0, 1.0, 1.0])
@@ -96,7 +110,7 @@ def test_damaged_latest_is_quarantined_and_the_step_can_be_saved_again(tmp_path,
   ckpt.save(2, _state(2), {'val_uar': 0.2})
   ckpt.wait()
   assert ckpt.all_steps() == [1, 2]
-  assert checkpoints.Checkpoints(str(tmp_path), keep=3).restore_latest(_state(0))[1] == 2
+  assert checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR).restore_latest(_state(0))[1] == 2
 
 
 @pytest.mark.parametrize('kind', DAMAGES)
@@ -105,13 +119,13 @@ def test_readers_skip_damaged_steps_without_moving_anything(tmp_path, kind):
   damaged step and leave every folder, a save in progress included, in place
   (but a step whose metadata JSON is unreadable, on which Orbax itself fails
   to open, is moved aside: it is finished, no save is writing into it)."""
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   for step in (1, 2):
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.close()
   damage_step(str(tmp_path / '2'), kind)
   before = sorted(os.listdir(tmp_path))
-  reader = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  reader = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   for restore in (reader.restore_latest, reader.restore_best):
     state, step = restore(_state(0))
     assert step == 1 and float(state['params']['w'][0]) == 1.0
@@ -122,7 +136,7 @@ def test_readers_skip_damaged_steps_without_moving_anything(tmp_path, kind):
 
 
 def test_unreadable_step_that_cannot_be_moved_is_skipped_not_retried(tmp_path, monkeypatch):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   for step in (1, 2):
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.close()
@@ -130,19 +144,19 @@ def test_unreadable_step_that_cannot_be_moved_is_skipped_not_retried(tmp_path, m
   def refuse(*a, **k):
     raise PermissionError(13, 'Permission denied')
   monkeypatch.setattr(checkpoints.shutil, 'move', refuse)
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True).restore_latest(
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True, **_BY_UAR).restore_latest(
       _state(0))
   assert step == 1
 
 
 def test_damaged_best_falls_back_to_the_next_best(tmp_path):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=1)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=1, **_BY_UAR)
   for step, uar in zip((1, 2, 3), (0.9, 0.5, 0.7)):
     ckpt.save(step, _state(step), {'val_uar': uar})
   ckpt.close()
   assert sorted(os.listdir(tmp_path)) == ['1', '3']
   damage_step(str(tmp_path / '1'), 'arrays')
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=1, repair=True).restore_best(
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=1, repair=True, **_BY_UAR).restore_best(
       _state(0))
   assert step == 3
   np.testing.assert_array_equal(state['params']['w'], [3.0, 3.0, 3.0])
@@ -155,7 +169,7 @@ def _big_state(v):  # 256 KiB of incompressible data
 
 
 def test_save_refused_when_the_disk_has_less_than_a_checkpoint(tmp_path, monkeypatch):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   ckpt.save(1, _big_state(1), {'val_uar': 0.1})
   ckpt.wait()
   size = sum(os.path.getsize(os.path.join(r, f))
@@ -173,7 +187,7 @@ def test_save_refused_when_the_disk_has_less_than_a_checkpoint(tmp_path, monkeyp
 def test_failed_write_raises_once_and_keeps_the_last_good_step(tmp_path, caplog):
   """A real write failure (the file-size limit makes every chunk write fail
   with EFBIG, as a full disk does with ENOSPC) in an asynchronous save."""
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   ckpt.save(1, _big_state(1), {'val_uar': 0.1})
   ckpt.wait()
   soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -191,27 +205,27 @@ def test_failed_write_raises_once_and_keeps_the_last_good_step(tmp_path, caplog)
   assert sorted(os.listdir(tmp_path)) == ['1']      # the partial folder is gone
   assert not [r for r in caplog.records
               if r.levelno >= logging.ERROR and '/orbax/' in r.pathname]
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3).restore_latest(_big_state(0))
+  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR).restore_latest(_big_state(0))
   assert step == 1 and float(state['params']['w'][0, 0]) == 1.0
 
 
 def test_intact_checkpoint_of_another_model_is_not_quarantined(tmp_path):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   ckpt.save(1, _state(1), {'val_uar': 0.1})
   ckpt.close()
   other = {'params': {'w': jnp.zeros((5,)), 'b': jnp.zeros(())}, 'step': jnp.asarray(0)}
   for repair in (False, True):
     with pytest.raises(checkpoints.CheckpointMismatchError, match='not in the checkpoint'):
-      checkpoints.Checkpoints(str(tmp_path), keep=3, repair=repair).restore_latest(other)
+      checkpoints.Checkpoints(str(tmp_path), keep=3, repair=repair, **_BY_UAR).restore_latest(other)
   assert not (tmp_path / checkpoints.QUARANTINE).exists()
-  assert checkpoints.Checkpoints(str(tmp_path)).restore_latest(_state(0))[1] == 1
+  assert checkpoints.Checkpoints(str(tmp_path), **_BY_UAR).restore_latest(_state(0))[1] == 1
 
 
 def test_machine_errors_on_restore_are_raised_not_quarantined(tmp_path, monkeypatch):
-  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3)
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, **_BY_UAR)
   ckpt.save(1, _state(1), {'val_uar': 0.1})
   ckpt.close()
-  reader = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True)
+  reader = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True, **_BY_UAR)
 
   def out_of_memory(*a, **k):
     raise ValueError('RESOURCE_EXHAUSTED: Out of memory allocating 4 GiB')

@@ -1,6 +1,6 @@
 """A short seeded run on the embedded demo corpus beats chance on held-out speakers."""
 from configs import selfattn_gender
-from ser_jax import train
+from ser_jax.trainers import neural as train
 
 
 def test_short_seeded_run_is_well_above_chance(tmp_path):

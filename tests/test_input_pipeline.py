@@ -30,9 +30,9 @@ def iemocap_dir(tmp_path_factory):
 
 
 def _data_cfg(data_dir, **kw):
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict({**dict(
       name='iemocap', builder_config='', data_dir=data_dir, split='all',
-      classes=subsets.CLASSES, **kw))
+      classes=subsets.CLASSES, exclude_labels=(), where={}), **kw})
 
 
 @pytest.mark.parametrize('subset', sorted(DATA_CONFIGS))
@@ -79,7 +79,9 @@ def test_union_of_corpora_keeps_speakers_apart(tmp_path):
       name=name, builder_config='', data_dir=data_dir, split='all', classes=classes,
       exclude_labels=(), where={}))
   single = {n: input_pipeline.load_corpus(cfg(n)) for n in ('ravdess', 'tess')}
-  union, speaker_session = input_pipeline.load_corpus(cfg('ravdess+tess'))
+  union, speaker_session = input_pipeline.load_corpus(cfg(('ravdess', 'tess')))
+  sugar, _ = input_pipeline.load_corpus(cfg('ravdess+tess'))   # the command-line form
+  np.testing.assert_array_equal(sugar.paths, union.paths)
   assert len(union) == sum(len(u) for u, _ in single.values())
   assert set(speaker_session) == {f'{n}:{s}' for n, (_, ss) in single.items() for s in ss}
   assert all(p.split('/')[0] in ('ravdess', 'tess') for p in union.paths)

@@ -42,6 +42,16 @@ def test_uar_differs_from_wa_on_imbalance():
   assert r['wa'] == pytest.approx(0.9) and r['uar'] == pytest.approx(0.5)
 
 
+def test_empty_and_out_of_range_labels():
+  r = metrics.report(np.zeros(0, int), np.zeros(0, int), CLASSES)
+  assert r['num_examples'] == 0 and np.isnan(r['wa']) and np.isnan(r['uar'])
+  assert r['confusion'] == [[0] * 4] * 4 and r['per_class']['sad']['support'] == 0
+  with pytest.raises(ValueError):
+    metrics.report([0, 4], [0, 1], CLASSES)   # scikit-learn would drop label 4
+  with pytest.raises(ValueError):
+    metrics.report([0, 1], [0], CLASSES)
+
+
 def test_aggregate_max_and_mean():
   probs = np.array([[0.6, 0.4], [0.1, 0.9], [0.7, 0.3]], np.float32)
   utt = np.array([0, 0, 1])

@@ -18,7 +18,8 @@ from ser_jax import checkpoints
 from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import sharding
-from ser_jax import train
+from ser_jax import neural_experiment
+from ser_jax.trainers import neural as train
 import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,8 @@ def _start_and_wait_for_checkpoint(cmd, workdir, min_step):
 
 
 def _final_params(workdir):
-  ckpt = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), async_save=False)
+  ckpt = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), async_save=False,
+                                 metric='val_uar', mode='max')
   step = ckpt.latest_step()
   return step, ckpt.manager.restore(step)
 
@@ -209,9 +211,9 @@ def test_gradient_accumulation_equals_full_batch(data_dir):
   for k in (1, 2, 4):
     # SGD keeps parameters a linear function of the gradients (Adam's
     # normalisation would amplify float noise on near-zero gradients).
-    exp = train.build_experiment(_tiny(data_dir, grad_accum_steps=k, optimizer='sgd',
+    exp = neural_experiment.build_experiment(_tiny(data_dir, grad_accum_steps=k, optimizer='sgd',
                                        learning_rate=0.1))
-    state = train.create_train_state(exp, jax.random.key(0))
+    state = neural_experiment.create_train_state(exp, jax.random.key(0))
     state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
     step = train.make_train_step(exp)
     batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
@@ -225,7 +227,7 @@ def test_gradient_accumulation_equals_full_batch(data_dir):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                  results[k][1], results[1][1])
   with pytest.raises(ValueError, match='grad_accum_steps'):
-    train.make_train_step(train.build_experiment(_tiny(data_dir, grad_accum_steps=3)))
+    train.make_train_step(neural_experiment.build_experiment(_tiny(data_dir, grad_accum_steps=3)))
 
 
 def test_early_stopping_stops_and_is_resumable(data_dir, tmp_path):
@@ -252,8 +254,8 @@ def test_early_stopping_rule():
 def test_bfloat16_compute_trains(data_dir):
   config = _tiny(data_dir)
   config.model.dtype = 'bfloat16'
-  exp = train.build_experiment(config)
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(config)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
   state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
   batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
@@ -264,17 +266,17 @@ def test_bfloat16_compute_trains(data_dir):
 def test_augmentation_changes_the_step_but_not_evaluation(data_dir):
   base = _tiny(data_dir)
   aug = _tiny(data_dir)
-  aug.augment = {'waveform': {'noise_snr_db': 10.0, 'gain_db': (-6.0, 6.0)},
-                 'features': {'time_masks': 2, 'time_mask_max_frames': 10,
-                              'freq_masks': 1, 'freq_mask_max_bins': 8}}
+  aug.augment.waveform.update(noise_snr_db=10.0, gain_db=(-6.0, 6.0))
+  aug.augment.features.update(time_masks=2, time_mask_max_frames=10, freq_masks=1,
+                              freq_mask_max_bins=8)
   losses, probs = {}, {}
   for name, config in (('base', base), ('aug', aug)):
-    exp = train.build_experiment(config)
-    state = train.create_train_state(exp, jax.random.key(0))
+    exp = neural_experiment.build_experiment(config)
+    state = neural_experiment.create_train_state(exp, jax.random.key(0))
     state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
     batch = sharding.shard_batch(
         next(input_pipeline.eval_batches(exp.segments['validation'], 8)), exp.mesh)
-    probs[name] = np.asarray(train.make_eval_step(exp)(state, batch))
+    probs[name] = np.asarray(neural_experiment.make_eval_step(exp)(state, batch))
     _, m = train.make_train_step(exp)(state, batch)
     losses[name] = float(m['loss'])
   assert losses['aug'] != losses['base']           # training sees augmented input
@@ -283,10 +285,10 @@ def test_augmentation_changes_the_step_but_not_evaluation(data_dir):
 
 def test_offline_augmentation_multiplies_the_training_split(data_dir):
   config = _tiny(data_dir)
-  plain = train.build_experiment(config)
-  config.augment = {'offline': {'noise_amplitude': 0.035, 'stretch_rate': 0.8,
-                                'pitch_steps': 0.7}}
-  exp = train.build_experiment(config)
+  plain = neural_experiment.build_experiment(config)
+  config.augment.offline.update(enabled=True, noise_amplitude=0.035, stretch_rate=0.8,
+                                pitch_steps=0.7)
+  exp = neural_experiment.build_experiment(config)
   n = len(plain.segments['train'].utterances)
   assert len(exp.segments['train'].utterances) == 4 * n
   assert len(exp.segments['test'].utterances) == len(plain.segments['test'].utterances)
@@ -294,32 +296,33 @@ def test_offline_augmentation_multiplies_the_training_split(data_dir):
 
 
 def test_default_augment_block_is_off(data_dir):
-  with_block = _tiny(data_dir)
-  assert not with_block.augment.offline.enabled
-  without = _tiny(data_dir)
-  without.augment = None
-  out = {}
-  for name, config in (('block', with_block), ('none', without)):
-    exp = train.build_experiment(config)
-    state = train.create_train_state(exp, jax.random.key(0))
-    batch = sharding.shard_batch(
-        next(input_pipeline.train_batches(exp.segments['train'], 8, 0)), exp.mesh)
-    _, m = train.make_train_step(exp)(state, batch)
-    out[name] = (len(exp.segments['train']), float(m['loss']))
-  assert out['block'] == out['none']
-  with_block.augment.offline.enabled = True  # the overridable switch turns it on
-  assert len(train.build_experiment(with_block).segments['train'].utterances) == 4 * len(
-      train.build_experiment(without).segments['train'].utterances)
+  """The configs' augment block (configs/common.py) changes nothing until a field is
+  set: the training step's features equal the unaugmented ones, and the split is not
+  multiplied until `offline.enabled`."""
+  config = _tiny(data_dir)
+  assert not config.augment.offline.enabled
+  exp = neural_experiment.build_experiment(config)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  batch = sharding.shard_batch(
+      next(input_pipeline.train_batches(exp.segments['train'], 8, 0)), exp.mesh)
+  rng = jax.random.key(3)
+  augmented, _ = jax.jit(lambda b: train._features(exp, b, state.norm, rng))(batch)
+  plain, _ = jax.jit(lambda b: train._features(exp, b, state.norm))(batch)
+  np.testing.assert_array_equal(np.asarray(augmented), np.asarray(plain))
+  n = len(exp.segments['train'].utterances)
+  config.augment.offline.enabled = True  # the overridable switch turns it on
+  assert len(neural_experiment.build_experiment(config).segments['train'].utterances) == 4 * n
 
 
 def test_cached_features_give_the_same_steps_as_audio(data_dir):
-  exp = train.build_experiment(_tiny(data_dir))
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(_tiny(data_dir))
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
   audio_seg = exp.segments['train']
   cached_seg = train.cache_features(exp, audio_seg)
   assert cached_seg.feats.shape[0] == len(audio_seg) and cached_seg.mask.shape[0] == len(audio_seg)
-  step, eval_step = train.make_train_step(exp), train.make_eval_step(exp)
+  step, eval_step = train.make_train_step(exp), neural_experiment.make_eval_step(exp)
   a_batch = next(input_pipeline.train_batches(audio_seg, 8, 3))
   c_batch = next(input_pipeline.train_batches(cached_seg, 8, 3))
   assert 'audio' in a_batch and 'feats' in c_batch and 'audio' not in c_batch
@@ -352,15 +355,15 @@ def test_feature_cache_is_off_when_waveform_augmentation_needs_audio(data_dir):
   assert not train.feature_cache_enabled(config)
   # A cached batch with waveform augmentation on is refused, not silently unaugmented.
   config.feature_cache, config.augment.waveform.noise_snr_db = True, 10.0
-  exp = train.build_experiment(config)
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(config)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   batch = next(input_pipeline.train_batches(train.cache_features(exp, exp.segments['train']), 8, 0))
   with pytest.raises(ValueError, match='waveform augmentation'):
     train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
 
 
 def test_feature_cache_over_its_memory_limit_is_skipped(data_dir, monkeypatch):
-  exp = train.build_experiment(_tiny(data_dir))
+  exp = neural_experiment.build_experiment(_tiny(data_dir))
   monkeypatch.setattr(train, 'FEATURE_CACHE_MAX_BYTES', 1000)
   seg = train.cache_features(exp, exp.segments['train'])
   assert seg is exp.segments['train'] and seg.feats is None

@@ -1,8 +1,8 @@
 """Speaker-independent protocols never share a speaker between splits."""
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import common
 from ser_jax import input_pipeline
 from ser_jax import splits
 
@@ -10,7 +10,7 @@ IEMOCAP_LIKE = {f'Ses0{s}{g}': f'Ses0{s}' for s in range(1, 6) for g in 'FM'}
 
 
 def _protocol(**kw):
-  return ml_collections.ConfigDict(kw)
+  return common.protocol(**kw)   # the configs' defaults for the fields not given
 
 
 @pytest.mark.parametrize('fold', range(10))

@@ -14,7 +14,8 @@ from configs import selfattn_gender
 from ser_jax import input_pipeline
 from ser_jax import predict
 from ser_jax import sharding
-from ser_jax import train
+from ser_jax import neural_experiment
+from ser_jax.trainers import neural as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,10 +85,10 @@ def test_restart_resumes_from_checkpoint_step(trained, data_dir):
 
 def test_normalisation_statistics_are_checkpointed(trained):
   config, workdir, _ = trained
-  exp = train.build_experiment(config)
+  exp = neural_experiment.build_experiment(config)
   expected = jax.device_get(train.compute_norm_stats(exp, exp.segments['train']))
-  ckpt, _ = predict.resolve_checkpoint(workdir, None)
-  state, _ = train.restore_for_eval(exp, ckpt)
+  ckpt, _ = neural_experiment.resolve_checkpoint(workdir, None, config.selection)
+  state, _ = neural_experiment.restore_for_eval(exp, ckpt)
   np.testing.assert_allclose(jax.device_get(state.norm['mean']), expected['mean'], rtol=1e-5)
   np.testing.assert_allclose(jax.device_get(state.norm['std']), expected['std'], rtol=1e-5)
   assert np.abs(expected['mean']).max() > 1  # real statistics, not the identity
@@ -95,8 +96,8 @@ def test_normalisation_statistics_are_checkpointed(trained):
 
 def test_nonfinite_loss_keeps_parameters(trained):
   config, _, _ = trained
-  exp = train.build_experiment(config)
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(config)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   state = state.replace(norm={'mean': state.norm['mean'],
                               'std': state.norm['std'] * jnp.nan})
   before = jax.device_get(state.params)
@@ -163,15 +164,16 @@ def test_missing_corpus_names_tfds_build(tmp_path):
 _MULTI_DEVICE = r'''
 import jax, numpy as np
 from configs import selfattn_gender
-from ser_jax import input_pipeline, sharding, train
+from ser_jax import input_pipeline, neural_experiment, sharding
+from ser_jax.trainers import neural as train
 assert jax.device_count() == 8, jax.devices()
 config = selfattn_gender.get_config('tiny')
 config.data.data_dir = DATA_DIR
 losses = {}
 for n in (1, 8):
   mesh = sharding.make_mesh(jax.devices()[:n])
-  exp = train.build_experiment(config, mesh)
-  state = train.create_train_state(exp, jax.random.key(0))
+  exp = neural_experiment.build_experiment(config, mesh)
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
   state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
   step = train.make_train_step(exp)
   batches = input_pipeline.train_batches(exp.segments['train'], config.batch_size, 0)

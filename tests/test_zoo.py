@@ -21,9 +21,9 @@ import soundfile
 from ser_jax import features as features_lib
 from ser_jax import models
 from ser_jax import predict
-from ser_jax import svm
+from ser_jax.trainers import svm
 from ser_jax import svm_features
-from ser_jax import train
+from ser_jax import neural_experiment
 from ser_jax import trainers
 from ser_jax.models import vgg16
 
@@ -57,8 +57,8 @@ def _count(tree):
 
 def _feature_shape(config, batch=2):
   """[B, T, F, C] the config's front end makes of one segment."""
-  fcfg = train.feature_config(config)
-  n = train.segment_samples(config)
+  fcfg = neural_experiment.feature_config(config)
+  n = neural_experiment.segment_samples(config)
   feats, _ = jax.eval_shape(features_lib.make_frontend(fcfg), jnp.zeros((batch, n)),
                             jnp.full((batch,), n))
   return feats.shape
@@ -284,7 +284,7 @@ def _tiny(name, tiny_corpus, tmp_path):
 def test_every_config_trains_and_evaluates_on_the_tiny_corpus(name, tiny_corpus, tmp_path):
   config, corpus = _tiny(name, tiny_corpus, tmp_path)
   workdir = str(tmp_path / 'run')
-  results = trainers.get(config)(config, workdir, corpus=corpus)
+  results = trainers.get(config).function('train')(config, workdir, corpus=corpus)
   for split in ('validation', 'test'):
     r = results[split]
     assert 0.0 <= r['uar'] <= 1.0 and r['classes'] == list(config.data.classes)

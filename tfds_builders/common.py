@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import inspect
 import itertools
 import logging
 import os
@@ -384,7 +385,22 @@ class ManualCorpusMixin:
   """For builders of corpora under `--manual_dir`: `download_and_prepare` ends by
   logging the build summary (what was skipped and why, for builders that use
   `generate_examples`), also when the dataset was prepared before; a wrong
-  `--manual_dir` leaves no empty dataset folder behind."""
+  `--manual_dir` leaves no empty dataset folder behind. Each builder declares
+  MANUAL_DIR_HINT, the folder its messages suggest for --manual_dir."""
+
+  MANUAL_DIR_HINT = '~/corpora/CORPUS'
+
+  @classmethod
+  def build_command(cls, config: str = '', data_dir: str | None = None) -> str:
+    """The `tfds build` command that prepares this corpus."""
+    folder = os.path.basename(os.path.dirname(inspect.getfile(cls)))
+    cmd = f'tfds build tfds_builders/{folder}'
+    if config:
+      cmd += f' --config={config}'
+    cmd += f' --manual_dir={cls.MANUAL_DIR_HINT}'
+    if data_dir:
+      cmd += f' --data_dir={data_dir}'
+    return cmd
 
   def download_and_prepare(self, *args, **kwargs):
     try:

@@ -138,6 +138,7 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
   name = 'ser_crema_d'
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DIR_HINT = '~/corpora/CREMA-D'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Clone https://github.com/CheyneyComputerScience/CREMA-D (Open Database
 License; the audio is stored with git-lfs: `git lfs install` first, or

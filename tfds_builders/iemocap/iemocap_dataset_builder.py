@@ -81,6 +81,7 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DIR_HINT = '~/corpora/IEMOCAP_full_release'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:

@@ -96,6 +96,7 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DIR_HINT = '~/corpora/RAVDESS'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download `Audio_Speech_Actors_01-24.zip` (208 MB) from Zenodo,
 https://zenodo.org/records/1188976 (CC BY-NC-SA 4.0), and unzip it. Pass as

@@ -81,6 +81,7 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
   name = 'ser_savee'
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DIR_HINT = '~/corpora/SAVEE'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Register at http://kahlan.eps.surrey.ac.uk/savee/ (free for research) and
 download `AudioData.zip`; unzip it. Pass as --manual_dir the folder that holds

@@ -89,6 +89,7 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DIR_HINT = '~/corpora/TESS'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download TESS from the University of Toronto Dataverse,
 https://doi.org/10.5683/SP2/E8H2MF (CC BY-NC-ND 4.0; one archive per

@@ -1,8 +1,10 @@
-"""Training: create_train_state, train_step, eval_step and the loop.
+"""The neural trainer: the jitted train step and the loop around it.
 
 `train_and_evaluate(config, workdir)` trains one fold of a protocol, keeps
-Orbax checkpoints (the last few and the best by validation UAR), resumes from
-the latest one, and ends by evaluating the best checkpoint on the test split.
+Orbax checkpoints (the last few and the best by `selection`), resumes from
+the latest one, and ends by evaluating the best checkpoint on validation and
+test. What inference needs (building the experiment, restoring a checkpoint,
+the eval step) is in `ser_jax.experiment`.
 """
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -23,159 +24,35 @@ import optax
 from ser_jax import augment as augment_lib
 from ser_jax import checkpoints as checkpoints_lib
 from ser_jax import evaluate as evaluate_lib
+from ser_jax import experiment as experiment_lib
 from ser_jax import features as features_lib
 from ser_jax import input_pipeline
-from ser_jax import models
 from ser_jax import monitoring
-from ser_jax import reports
 from ser_jax import sharding
-from ser_jax import workdir as workdir_lib
-
-
-class TrainState(flax.struct.PyTreeNode):
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  norm: Any        # feature statistics {'mean', 'std'} of the training split
-  rng: jax.Array   # raw uint32 key data, so it checkpoints as a plain array
-
-
-class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN or Inf loss."""
-
-
-@dataclasses.dataclass
-class Experiment:
-  """Everything a fold needs, built once from the config."""
-  config: ml_collections.ConfigDict
-  class_names: tuple
-  frontend: Callable
-  model: Any
-  tx: optax.GradientTransformation
-  mesh: Any
-  segments: dict | None = None   # split name → input_pipeline.Segments
-  speakers: dict | None = None   # split name → speaker ids
-
-
-# ---------------------------------------------------------------------------
-# Construction.
-
-_OPTIMIZERS = {
-    'nadam': optax.nadam,            # Adam with Nesterov momentum (the paper)
-    'adam': optax.adam,
-    'adamw': optax.adamw,
-    'sgd': optax.sgd,
-}
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-  name = config.optimizer
-  if name not in _OPTIMIZERS:
-    raise ValueError(f'unknown optimizer {name!r}; known: {sorted(_OPTIMIZERS)}')
-  tx = _OPTIMIZERS[name](config.learning_rate)
-  if config.get('grad_clip_norm'):
-    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
-  return tx
-
-
-def feature_config(config) -> ml_collections.ConfigDict:
-  """Feature config with `num_frames` derived from the segment length if unset."""
-  fcfg = ml_collections.ConfigDict(config.features.to_dict())
-  if fcfg.get('num_frames') is None:
-    fcfg.num_frames = segment_samples(config) // fcfg.hop_length
-  return fcfg
-
-
-def segment_samples(config) -> int:
-  return int(round(config.features.segment_seconds * config.features.sample_rate))
-
-
-def segmentation(config) -> tuple[int, int, int]:
-  """(segment samples, hop samples, max segments per utterance, 0: all): how
-  training, prediction and the export cut utterances into segments."""
-  f = config.features
-  return (segment_samples(config), int(round(f.segment_hop_seconds * f.sample_rate)),
-          int(f.get('max_segments', 0) or 0))
-
-
-def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> Experiment:
-  """Builds front end, model and optimiser; with data, also loads the corpus
-  (or takes `corpus` = `input_pipeline.load_corpus`'s result, already loaded),
-  splits it under the protocol and segments every split."""
-  mesh = mesh or sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  class_names = tuple(config.data.classes)
-  exp = Experiment(
-      config=config, class_names=class_names,
-      frontend=features_lib.make_frontend(feature_config(config)),
-      model=models.create_model(config.model, len(class_names)),
-      tx=make_optimizer(config), mesh=mesh)
-  if with_data:
-    utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
-    parts, exp.speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
-    offline = (config.get('augment') or {}).get('offline')
-    if offline and offline.get('enabled', True):  # the training split only
-      parts['train'] = input_pipeline.augment_offline(
-          parts['train'], offline, config.seed, config.features.sample_rate)
-    logging.info('Protocol %s fold %s: %s', config.protocol.name, config.protocol.get('fold'),
-                 input_pipeline.describe(parts, class_names, segment_samples(config),
-                                         config.features.sample_rate))
-    exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
-                    for name, u in parts.items()}
-  return exp
-
-
-def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
-  """Initialised, replicated state (normalisation statistics still identity)."""
-  n = exp.config.batch_size
-  audio = jnp.zeros((n, segment_samples(exp.config)), jnp.float32)
-  feats, mask = jax.eval_shape(exp.frontend, audio, jnp.full((n,), audio.shape[1]))
-  init_rng, state_rng = jax.random.split(rng)
-
-  def init():
-    params = exp.model.init(init_rng, jnp.zeros(feats.shape, feats.dtype),
-                            jnp.ones(mask.shape, bool), jnp.zeros((n,), jnp.int32))['params']
-    shape = feats.shape[2:]
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, opt_state=exp.tx.init(params),
-        norm={'mean': jnp.zeros(shape, jnp.float32), 'std': jnp.ones(shape, jnp.float32)},
-        rng=jax.random.key_data(state_rng))
-
-  return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
-
-
-def frontend_output(exp: Experiment, batch, audio_transform=None):
-  """(feats, mask) of a batch before normalisation: the front end on its audio
-  ('audio' int16, 'lengths'; `audio_transform` applied to the float waveform
-  first), or the cached output it carries ('feats', 'mask': `cache_features`)."""
-  if 'feats' in batch:
-    return batch['feats'], batch['mask']
-  audio = batch['audio'].astype(jnp.float32) / 32768.0
-  if audio_transform is not None:
-    audio = audio_transform(audio)
-  return exp.frontend(audio, batch['lengths'])
+from ser_jax import neural_experiment as neural_lib
+from ser_jax.neural_experiment import Experiment, TrainState, frontend_output
 
 
 def _features(exp: Experiment, batch, norm, rng=None):
   """Normalised features of a batch; with `rng` (training), the on-the-fly
   augmentation of `config.augment.waveform` / `.features` is applied."""
-  aug = exp.config.get('augment') or {}
+  aug = exp.config.augment
   transform = None
-  if rng is not None and augment_lib.waveform_enabled(aug.get('waveform')):
+  if rng is not None and augment_lib.waveform_enabled(aug.waveform):
     if 'feats' in batch:
       raise ValueError('waveform augmentation needs audio batches, not cached features')
     transform = lambda audio: augment_lib.augment_waveform(  # noqa: E731
-        jax.random.fold_in(rng, 1), audio, batch['lengths'], aug['waveform'])
+        jax.random.fold_in(rng, 1), audio, batch['lengths'], aug.waveform)
   feats, mask = frontend_output(exp, batch, transform)
   feats = features_lib.normalize(feats, norm, mask)
-  if rng is not None and aug.get('features'):
+  if rng is not None:   # (off unless config.augment.features turns a transform on)
     feats = augment_lib.augment_features(jax.random.fold_in(rng, 2), feats, mask,
-                                         aug['features'])
+                                         aug.features)
   return feats, mask
 
 
 def _accum_steps(exp: Experiment) -> int:
-  k = int(exp.config.get('grad_accum_steps', 1) or 1)
+  k = int(exp.config.grad_accum_steps)
   per_device = exp.config.batch_size // exp.mesh.devices.size
   if per_device % k:
     raise ValueError(f'grad_accum_steps={k} must divide the per-device batch '
@@ -245,18 +122,6 @@ def make_train_step(exp: Experiment) -> Callable:
                  donate_argnums=0)
 
 
-def make_eval_step(exp: Experiment) -> Callable:
-  """jit-compiled (state, batch) → segment posteriors [B, K] (replicated)."""
-
-  def eval_step(state: TrainState, batch):
-    feats, mask = _features(exp, batch, state.norm)
-    logits = exp.model.apply({'params': state.params}, feats, mask, batch['gender'])
-    return jax.nn.softmax(logits, axis=-1)
-
-  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
-  return jax.jit(eval_step, in_shardings=(rep, data), out_shardings=rep)
-
-
 def compute_norm_stats(exp: Experiment, seg: input_pipeline.Segments) -> dict:
   """Per-(band, channel) mean and std over the valid frames of `seg` (training split)."""
 
@@ -278,9 +143,8 @@ FEATURE_CACHE_MAX_BYTES = 8 * 2**30   # host memory the cache of one split may t
 
 def feature_cache_enabled(config) -> bool:
   """`config.feature_cache` unless waveform augmentation needs the audio."""
-  aug = config.get('augment') or {}
-  return bool(config.get('feature_cache', False)) and not augment_lib.waveform_enabled(
-      aug.get('waveform'))
+  return bool(config.feature_cache) and not augment_lib.waveform_enabled(
+      config.augment.waveform)
 
 
 def cache_features(exp: Experiment, seg: input_pipeline.Segments) -> input_pipeline.Segments:
@@ -319,33 +183,10 @@ def cache_features(exp: Experiment, seg: input_pipeline.Segments) -> input_pipel
 # ---------------------------------------------------------------------------
 # The loop.
 
-class TrainingInterrupted(Exception):
-  """SIGTERM/SIGINT arrived; a checkpoint of the current step was saved."""
-
-  def __init__(self, signum: int, step: int):
-    super().__init__(f'stopped by signal {signum} at step {step}; checkpoint saved, '
-                     're-run the same command to resume')
-    self.signum, self.step = signum, step
-
-
 def make_checkpoints(config, workdir: str) -> checkpoints_lib.Checkpoints:
-  sel = config.get('selection') or {}
-  return checkpoints_lib.Checkpoints(
-      os.path.join(workdir, 'checkpoints'), keep=config.checkpoint_keep,
-      metric=sel.get('metric', 'val_uar'), mode=sel.get('mode', 'max'),
+  return neural_lib.open_checkpoints(
+      os.path.join(workdir, 'checkpoints'), config.selection, keep=config.checkpoint_keep,
       repair=True)   # the training run holds the workdir's lock
-
-
-def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
-                     step: int | None = None) -> tuple[TrainState, int]:
-  """The state of `step` (default: the best by the selection metric, else latest)."""
-  target = create_train_state(exp, jax.random.key(0))
-  if step is not None:
-    return ckpt.restore(step, target), step
-  state, step = ckpt.restore_best(target)   # unreadable steps are moved aside
-  if state is None:
-    raise FileNotFoundError(f'no readable checkpoint in {ckpt.directory}')
-  return state, step
 
 
 def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
@@ -356,32 +197,20 @@ def _validate(exp, eval_step, state, step, per_epoch, train_loss) -> dict:
           'val_loss': val['loss'], 'val_uar': val['uar'], 'val_wa': val['wa']}
 
 
-def write_splits(config, workdir: str, class_names, speakers: dict, utterances: dict):
-  """WORKDIR/splits.json: the fold assignment of this run (speakers and the
-  utterance paths of each split, `utterances` = {split: Utterances}), for
-  others to reuse. Both trainers write it."""
-  if monitoring.is_chief():
-    evaluate_lib.write_json(os.path.join(workdir, 'splits.json'), {
-        'protocol': config.protocol.to_dict(), 'corpus': config.data.name,
-        'classes': list(class_names), 'speakers': speakers,
-        'utterances': {k: sorted(map(str, u.paths)) for k, u in utterances.items()}})
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        mesh=None, corpus=None) -> dict:
   """Trains one fold in `workdir` (resuming if possible); returns the results.
 
   Evaluates on validation every `eval_every_epochs` and checkpoints then (and
   every `checkpoint_every_steps`); stops early per `early_stopping`; on
-  SIGTERM/SIGINT saves the current step and raises `TrainingInterrupted`.
+  SIGTERM/SIGINT saves the current step and raises `monitoring.TrainingInterrupted`.
   Ends by evaluating the best checkpoint (by `selection`) on validation and test.
   """
   started = time.time()
-  workdir = os.path.abspath(workdir)
-  workdir_lib.write_config(config, workdir)
-  exp = build_experiment(config, mesh, corpus=corpus)
-  write_splits(config, workdir, exp.class_names, exp.speakers,
-               {k: seg.utterances for k, seg in exp.segments.items()})
+  workdir = experiment_lib.start_run(config, workdir)
+  exp = neural_lib.build_experiment(config, mesh, corpus=corpus)
+  experiment_lib.write_splits(config, workdir, exp.class_names, exp.speakers,
+                              {k: seg.utterances for k, seg in exp.segments.items()})
   if feature_cache_enabled(config):
     # Once per run: the steps, the validations and the normalisation
     # statistics below all read these features.
@@ -398,10 +227,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   per_epoch = input_pipeline.steps_per_epoch(train_seg, config.batch_size)
   total_steps = config.num_epochs * per_epoch
   eval_every = max(1, int(config.eval_every_epochs * per_epoch))
-  ckpt_every = int(config.get('checkpoint_every_steps', 0) or 0)
+  ckpt_every = int(config.checkpoint_every_steps)
 
   ckpt = make_checkpoints(config, workdir)
-  state = create_train_state(exp, jax.random.key(config.seed))
+  state = neural_lib.create_train_state(exp, jax.random.key(config.seed))
   restored, step = ckpt.restore_latest(state)
   if restored is not None:
     state = restored
@@ -414,11 +243,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step = int(jax.device_get(state.step))
   history = monitoring.History(os.path.join(workdir, 'history.jsonl'))
   history.truncate(step)
-  stopper = monitoring.EarlyStopping(config.get('early_stopping'), history.records)
+  stopper = monitoring.EarlyStopping(config.early_stopping, history.records)
   stopped_early = bool(history.records) and stopper.patience and stopper.bad >= stopper.patience
 
   train_step = make_train_step(exp)
-  eval_step = make_eval_step(exp)
+  eval_step = neural_lib.make_eval_step(exp)
   writer = monitoring.MetricWriter(os.path.join(workdir, 'tensorboard'))
   batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
                                          start_step=step)
@@ -442,7 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         host = jax.device_get(pending)
         pending = []
         if any(bool(m['nonfinite']) for m in host):
-          raise NonFiniteLossError(
+          raise monitoring.NonFiniteLossError(
               f'non-finite loss or gradient before step {step} '
               f'(losses {[float(m["loss"]) for m in host]}); stopping. The last good '
               f'checkpoint in {ckpt.directory} is kept; lower the learning rate '
@@ -479,63 +308,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if signals.received:
         ckpt.wait()
         writer.close()
-        raise TrainingInterrupted(signals.received, step)
+        raise monitoring.TrainingInterrupted(signals.received, step)
   ckpt.wait()
   writer.close()
   return evaluate_checkpoint(exp, ckpt, workdir, started=started)
-
-
-def evaluate_splits(exp: Experiment, state: TrainState, splits) -> dict:
-  """{split: utterance-level report} of `state` on the named splits."""
-  eval_step = make_eval_step(exp)
-  return {split: evaluate_lib.evaluate_segments(
-      eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
-      exp.class_names, exp.config.aggregation) for split in splits}
 
 
 def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, workdir: str,
                         step: int | None = None, splits=('validation', 'test'),
                         started: float | None = None) -> dict:
   """The end of training: evaluates a checkpoint (default: the best by the
-  selection metric) on validation and test, prints the figures (the last
-  split with its confusion) and writes results.json and the run's reports."""
-  state, step = restore_for_eval(exp, ckpt, step)
+  selection metric) on validation and test, prints the figures and writes
+  results.json and the run's reports (`experiment.finish_run`)."""
+  state, step = neural_lib.restore_for_eval(exp, ckpt, step)
   results = {'checkpoint_step': step, 'speakers': exp.speakers,
-             **evaluate_splits(exp, state, splits)}
+             **neural_lib.evaluate_splits(exp, state, splits)}
   if started is not None:   # this invocation's wall time, corpus loading to results
     results['wall_seconds'] = round(time.time() - started, 1)
   if monitoring.is_chief():
-    for split in splits:
-      print(evaluate_lib.format_report(f'{split} ({len(exp.speakers[split])} speakers)',
-                                       results[split], confusion=split == splits[-1]),
-            flush=True)
     evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
-    reports.write_run_reports(
-        workdir, results, monitoring.History(os.path.join(workdir, 'history.jsonl')).records)
-    # Written last: its presence marks a finished run (protocols skip it).
-    evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
+  experiment_lib.finish_run(
+      workdir, results, monitoring.History(os.path.join(workdir, 'history.jsonl')).records,
+      splits)
   return results
-
-
-def evaluate_to_folder(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, outdir: str,
-                       step: int | None = None, splits=('test',)) -> dict:
-  """`--mode=evaluate`: a checkpoint (default: the best by the selection
-  metric) on the named splits, written beside the training's results, never
-  over them: OUTDIR/<split>_step<N>.json, confusion_<split>_step<N>.{csv,png}
-  and per_class_<split>_step<N>.csv."""
-  state, step = restore_for_eval(exp, ckpt, step)
-  if monitoring.is_chief():
-    print(f'checkpoint step {step} of {ckpt.directory}', flush=True)
-  results = evaluate_splits(exp, state, splits)
-  if monitoring.is_chief():
-    for split, report in results.items():
-      print(evaluate_lib.format_report(f'{split} ({len(exp.speakers[split])} speakers)', report),
-            flush=True)
-      stem = f'{split}_step{step}'
-      evaluate_lib.write_json(os.path.join(outdir, f'{stem}.json'), {
-          'checkpoint_step': step, 'checkpoint_dir': ckpt.directory, 'split': split,
-          'speakers': exp.speakers[split], **report})
-      reports.write_split_reports(outdir, split, report, suffix=f'_step{step}')
-    print(f'written to {os.path.abspath(outdir)}: ' + ', '.join(
-        f'{s}_step{step}.json' for s in results), flush=True)
-  return {'checkpoint_step': step, **results}

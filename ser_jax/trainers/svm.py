@@ -1,10 +1,11 @@
 """Gomes et al.'s traditional system: 173 statistics → StandardScaler → RBF SVM.
 
 `train_and_evaluate(config, workdir)` is the `trainer='svm'` counterpart of
-`ser_jax.train.train_and_evaluate`: the same corpus loading and protocol
-split, the same report dicts (`metrics.report` + per-utterance predictions),
-`results.json`, `splits.json` and run reports in the workdir, so protocols
-and summaries treat it like the neural systems.
+`ser_jax.trainers.neural.train_and_evaluate`: the same corpus loading and
+protocol split (`ser_jax.experiment`), the same report dicts
+(`metrics.report` + per-utterance predictions), `results.json`, `splits.json`
+and run reports in the workdir, so protocols and summaries treat it like the
+neural systems.
 
 Per utterance: the 173 means over time of `ser_jax.svm_features` (cached on
 disk). With `config.svm.augment`, every TRAINING utterance also gives the
@@ -26,7 +27,7 @@ the validation/test 'loss' is the cross-entropy of the utterance
 posteriors); by default they are the softmax of the one-vs-rest decision
 values (`break_ties=True`, so their argmax is the prediction) and 'loss' is
 NaN. The fitted pipeline is saved as `WORKDIR/svm_model.joblib`
-(`load_model`, `predict_waveforms`).
+(`load_model`, `predict_waveforms`, `load_predictor`).
 """
 from __future__ import annotations
 
@@ -35,11 +36,16 @@ import json
 import logging
 import os
 import time
-import warnings
 from pathlib import Path
 
+import joblib
 import numpy as np
+from sklearn import calibration, pipeline, preprocessing, svm
 
+from ser_jax import augment
+from ser_jax import evaluate as evaluate_lib
+from ser_jax import experiment as experiment_lib
+from ser_jax import input_pipeline
 from ser_jax import svm_features as svm_features_lib
 
 MODEL_FILE = 'svm_model.joblib'
@@ -56,13 +62,13 @@ def feature_params(features_cfg) -> dict:
 
 
 def _num_workers(cfg) -> int:
-  n = int(cfg.get('num_workers', 0) or 0)
+  n = int(cfg.num_workers)
   return n if n > 0 else max(1, os.cpu_count() or 1)
 
 
 def _cache_root(cfg):
   """(statistics cache dir or False, augmented-statistics cache dir or None)."""
-  cache = cfg.get('cache_dir')
+  cache = cfg.cache_dir
   if cache is False or cache == '':
     return False, None
   root = Path(os.path.expanduser(cache)) if cache else svm_features_lib.default_cache_dir().parent
@@ -82,7 +88,6 @@ def _augmented_vectors(args) -> np.ndarray:
   """Statistics [k, 173] of the offline-augmentation variants of one waveform
   (the 'original' variant excluded: it is the utterance's own vector)."""
   y, sr, aug_cfg, seed, params = args
-  from ser_jax import augment  # pylint: disable=g-import-not-at-top
   variants = [z for name, z in augment.offline_augment([y], sr, aug_cfg, seed=seed)
               if name != 'original']
   if not variants:
@@ -119,13 +124,11 @@ def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dic
 
 def make_classifier(svm_cfg, C: float, seed: int = 0):
   """StandardScaler → SVC (→ Platt-calibrated with `probability`), unfitted."""
-  from sklearn import calibration, pipeline, preprocessing, svm  # pylint: disable=g-import-not-at-top
-  class_weight = svm_cfg.get('class_weight') or None
-  clf = svm.SVC(C=float(C), kernel=svm_cfg.get('kernel', 'rbf'),
-                gamma=svm_cfg.get('gamma', 'scale'), decision_function_shape='ovr',
-                break_ties=True, class_weight=class_weight,
-                cache_size=float(svm_cfg.get('cache_size_mb', 1000)), random_state=int(seed))
-  if svm_cfg.get('probability'):
+  clf = svm.SVC(C=float(C), kernel=svm_cfg.kernel, gamma=svm_cfg.gamma,
+                decision_function_shape='ovr', break_ties=True,
+                class_weight=svm_cfg.class_weight or None,   # '' → none
+                cache_size=float(svm_cfg.cache_size_mb), random_state=int(seed))
+  if svm_cfg.probability:
     # What SVC(probability=True) did before scikit-learn 1.9 deprecated it.
     clf = calibration.CalibratedClassifierCV(clf, method='sigmoid', ensemble=False)
   return pipeline.make_pipeline(preprocessing.StandardScaler(), clf)
@@ -133,7 +136,6 @@ def make_classifier(svm_cfg, C: float, seed: int = 0):
 
 def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
   """([N, num_classes] posteriors, whether they are calibrated probabilities)."""
-  from sklearn import calibration  # pylint: disable=g-import-not-at-top
   classes = clf.classes_
   if isinstance(clf[-1], calibration.CalibratedClassifierCV):
     p, calibrated = clf.predict_proba(x), True
@@ -150,7 +152,6 @@ def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
 
 def split_report(clf, x, utts, class_names, aggregation: str) -> dict:
   """evaluate.utterance_report of the SVM's posteriors (one vector per utterance)."""
-  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   probs, calibrated = posteriors(clf, x, len(class_names))
   loss = evaluate_lib.cross_entropy(probs, utts.labels) if calibrated else float('nan')
   return evaluate_lib.utterance_report(utts, probs, class_names, aggregation, loss=loss,
@@ -166,26 +167,17 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   neural trainer ('validation', 'test', 'speakers', 'checkpoint_step' = 0,
   plus 'svm': the chosen C, the grid's validation scores, sizes, timings)."""
   del mesh  # CPU only
-  import joblib  # pylint: disable=g-import-not-at-top
-  from ser_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from ser_jax import reports  # pylint: disable=g-import-not-at-top
-  from ser_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  from ser_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-
   started = time.time()
-  workdir = os.path.abspath(workdir)
-  workdir_lib.write_config(config, workdir)
+  workdir = experiment_lib.start_run(config, workdir)
   scfg = config.svm
   class_names = tuple(config.data.classes)
-  utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
-  parts, speakers = input_pipeline.split_corpus(utts, speaker_session, config.protocol)
-  logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.get('fold'),
+  parts, speakers = experiment_lib.load_split(config, corpus)
+  logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.fold,
                input_pipeline.describe(parts, class_names))
-  train_lib.write_splits(config, workdir, class_names, speakers, parts)
+  experiment_lib.write_splits(config, workdir, class_names, speakers, parts)
 
   # Statistics of every utterance (one call, so that it parallelises).
-  sr = int(config.features.get('sample_rate', 16_000))
+  sr = int(config.features.sample_rate)
   params = feature_params(config.features)
   stats_cache, aug_cache = _cache_root(scfg)
   workers = _num_workers(scfg)
@@ -204,9 +196,8 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   def training_set(split_names):
     xs = [x[n] for n in split_names]
     ys = [y[n] for n in split_names]
-    if scfg.get('augment'):
-      aug = scfg.get('augmentation') or {}
-      aug_cfg = dict(aug.to_dict() if hasattr(aug, 'to_dict') else aug)
+    if scfg.augment:
+      aug_cfg = scfg.augmentation.to_dict()
       t = time.time()
       for n in split_names:
         extra = augmented_features(parts[n].audio, sr, aug_cfg, config.seed, params,
@@ -217,29 +208,29 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
     return np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.int64)
 
   x_train, y_train = training_set(('train',))
-  metric = (config.get('selection') or {}).get('metric', 'val_uar')
-  grid = [float(c) for c in (scfg.get('c_grid') or ())] or [float(scfg.C)]
+  metric = config.selection.metric
+  grid = [float(c) for c in scfg.c_grid] or [float(scfg.C)]
   t0 = time.time()
   best = None
   grid_scores = {}
   for c in grid:
     clf = make_classifier(scfg, c, config.seed).fit(x_train, y_train)
     val = split_report(clf, x['validation'], parts['validation'], class_names,
-                       config.get('aggregation', 'mean'))
+                       config.aggregation)
     grid_scores[str(c)] = {'val_uar': val['uar'], 'val_wa': val['wa']}
     logging.info('svm: C=%g  validation UAR %.4f  WA %.4f', c, val['uar'], val['wa'])
     if best is None or _score(val, metric) > _score(best[1], metric):
       best = (c, val, clf)
   best_c, val_report, clf = best
   timings['fit_s'] = round(time.time() - t0, 2)
-  refit = bool(scfg.get('refit_on_validation'))
+  refit = bool(scfg.refit_on_validation)
   if refit:
     t0 = time.time()
     x_refit, y_refit = training_set(('train', 'validation'))
     clf = make_classifier(scfg, best_c, config.seed).fit(x_refit, y_refit)
     timings['refit_s'] = round(time.time() - t0, 2)
   test_report = split_report(clf, x['test'], parts['test'], class_names,
-                             config.get('aggregation', 'mean'))
+                             config.aggregation)
   joblib.dump({'pipeline': clf, 'classes': list(class_names), 'C': best_c,
                'feature_params': params, 'sample_rate': sr},
               os.path.join(workdir, MODEL_FILE))
@@ -248,16 +239,11 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
       'checkpoint_step': 0, 'speakers': speakers,
       'validation': val_report, 'test': test_report,
       'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
-              'augmented': bool(scfg.get('augment')), 'refit_on_validation': refit,
+              'augmented': bool(scfg.augment), 'refit_on_validation': refit,
               'num_train_vectors': int(len(x_train)), 'timings': timings},
       'wall_seconds': round(time.time() - started, 1),   # this invocation's
   }
-  for split in ('validation', 'test'):
-    print(evaluate_lib.format_report(f'{split} ({len(speakers[split])} speakers)', results[split],
-                                     confusion=split == 'test'), flush=True)
-  reports.write_run_reports(workdir, results, [])   # no learning curves: nothing iterates
-  # Written last: its presence marks a finished run (protocols skip it).
-  evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
+  experiment_lib.finish_run(workdir, results, [])   # no learning curves: nothing iterates
   return results
 
 
@@ -266,7 +252,6 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
 
 def load_model(workdir: str) -> dict:
   """{'pipeline', 'classes', 'C', 'feature_params', 'sample_rate'} of a finished run."""
-  import joblib  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, MODEL_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'no fitted SVM in {workdir} ({MODEL_FILE}); train it first')
@@ -282,3 +267,14 @@ def predict_waveforms(workdir_or_model, waveforms, cache_dir=False) -> np.ndarra
                                     cache_dir=cache_dir, num_workers=1,
                                     **model['feature_params'])
   return posteriors(model['pipeline'], x.astype(np.float64), len(model['classes']))[0]
+
+
+def load_predictor(config, workdir: str, checkpoint: str | None = None,
+                   gender: str | None = None) -> experiment_lib.Predictor:
+  """The SVM trainer's predictor: the run's fitted scaler + SVM on the whole
+  file's statistics (no segments; `checkpoint` and `gender` do not apply)."""
+  del config, checkpoint, gender
+  model = load_model(workdir)
+  return experiment_lib.Predictor(
+      tuple(model['classes']), int(model['sample_rate']), None,
+      lambda audio: (predict_waveforms(model, [audio])[0], {}))

@@ -1,0 +1,79 @@
+"""The experiment layer every trainer shares: the run's split and its workdir files.
+
+A trainer's run starts with `start_run` (config.json) and `load_split` (the
+corpus split under the protocol), writes `write_splits` (splits.json) and ends
+with `finish_run` (the printed figures, reports and results.json); trained
+models answer predict through a `Predictor`. The neural systems' model
+building and checkpoint restoring are in `ser_jax.neural_experiment`; nothing
+here imports Flax, Optax or a training loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from ser_jax import evaluate as evaluate_lib
+from ser_jax import input_pipeline
+from ser_jax import monitoring
+from ser_jax import reports
+from ser_jax import workdir as workdir_lib
+
+GENDERS = ('female', 'male')
+
+
+def load_split(config, corpus=None) -> tuple[dict, dict]:
+  """({split: Utterances}, {split: speakers}) of this run: the corpus (or
+  `corpus`, `input_pipeline.load_corpus`'s result, already loaded) split under
+  the protocol. Every trainer starts here."""
+  utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
+  return input_pipeline.split_corpus(utts, speaker_session, config.protocol)
+
+
+def write_splits(config, workdir: str, class_names, speakers: dict, utterances: dict):
+  """WORKDIR/splits.json: the fold assignment of this run (speakers and the
+  utterance paths of each split, `utterances` = {split: Utterances}), for
+  others to reuse. Every trainer writes it."""
+  if monitoring.is_chief():
+    evaluate_lib.write_json(os.path.join(workdir, 'splits.json'), {
+        'protocol': config.protocol.to_dict(),
+        'corpus': '+'.join(input_pipeline.corpus_names(config.data)),
+        'classes': list(class_names), 'speakers': speakers,
+        'utterances': {k: sorted(map(str, u.paths)) for k, u in utterances.items()}})
+
+
+def start_run(config, workdir: str) -> str:
+  """The absolute workdir, with the run's config.json written: every trainer's first step."""
+  workdir = os.path.abspath(workdir)
+  workdir_lib.write_config(config, workdir)
+  return workdir
+
+
+def finish_run(workdir: str, results: dict, history: list, splits=('validation', 'test')):
+  """The end of every trainer's run (process 0): prints each split's figures
+  (the last with its confusion), writes the run's reports and then
+  results.json, whose presence marks a finished run (protocols skip it)."""
+  if not monitoring.is_chief():
+    return
+  speakers = results['speakers']
+  for split in splits:
+    print(evaluate_lib.format_report(f'{split} ({len(speakers[split])} speakers)',
+                                     results[split], confusion=split == splits[-1]), flush=True)
+  reports.write_run_reports(workdir, results, history)
+  evaluate_lib.write_json(os.path.join(workdir, 'results.json'), results)
+
+
+@dataclasses.dataclass
+class Predictor:
+  """Posteriors of one int16 waveform at `sample_rate`: `predictor(audio)` →
+  (probabilities [K], fields for the answer). Every trainer's `load_predictor`
+  returns one; `ser_jax.predict` turns files into its calls."""
+  classes: tuple
+  sample_rate: int
+  segment_samples: int | None   # None: the whole file is one input
+  fn: Callable
+
+  def __call__(self, audio: np.ndarray) -> tuple[np.ndarray, dict]:
+    return self.fn(audio)

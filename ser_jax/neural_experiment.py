@@ -1,0 +1,288 @@
+"""The experiment layer of the neural systems: what their trainer, predict and export share.
+
+Building a run from its config (front end, model, optimiser, the split of
+`experiment.load_split` cut into segments), and a trained model restored for
+inference: `evaluate_to_folder` (--mode=evaluate), `load_predictor`
+(--mode=predict), `restore_for_eval` (also the export's). Nothing here
+trains: the loop is `ser_jax.trainers.neural`, which imports this module,
+never the other way round.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ser_jax import checkpoints as checkpoints_lib
+from ser_jax import cli
+from ser_jax import evaluate as evaluate_lib
+from ser_jax import experiment as experiment_lib
+from ser_jax import features as features_lib
+from ser_jax import input_pipeline
+from ser_jax import models
+from ser_jax import monitoring
+from ser_jax import reports
+from ser_jax import sharding
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  norm: Any        # feature statistics {'mean', 'std'} of the training split
+  rng: jax.Array   # raw uint32 key data, so it checkpoints as a plain array
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a fold needs, built once from the config."""
+  config: ml_collections.ConfigDict
+  class_names: tuple
+  frontend: Callable
+  model: Any
+  tx: optax.GradientTransformation
+  mesh: Any
+  segments: dict | None = None   # split name → input_pipeline.Segments
+  speakers: dict | None = None   # split name → speaker ids
+
+
+# ---------------------------------------------------------------------------
+# Construction.
+
+_OPTIMIZERS = {
+    'nadam': optax.nadam,            # Adam with Nesterov momentum (the paper)
+    'adam': optax.adam,
+    'adamw': optax.adamw,
+    'sgd': optax.sgd,
+}
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """The optimiser (its state is part of a checkpoint, so inference builds it too)."""
+  name = config.optimizer
+  if name not in _OPTIMIZERS:
+    raise ValueError(f'unknown optimizer {name!r}; known: {sorted(_OPTIMIZERS)}')
+  tx = _OPTIMIZERS[name](config.learning_rate)
+  if config.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+def segment_samples(config) -> int:
+  return int(round(config.features.segment_seconds * config.features.sample_rate))
+
+
+def feature_config(config) -> ml_collections.ConfigDict:
+  """The front end's config for one segment (frame count filled in by its rule)."""
+  return features_lib.with_num_frames(config.features, segment_samples(config))
+
+
+def segmentation(config) -> tuple[int, int, int]:
+  """(segment samples, hop samples, max segments per utterance, 0: all): how
+  training, prediction and the export cut utterances into segments."""
+  f = config.features
+  return (segment_samples(config), int(round(f.segment_hop_seconds * f.sample_rate)),
+          int(f.max_segments))
+
+
+def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> Experiment:
+  """Builds front end, model and optimiser; with data, also the split
+  (`load_split`; the training split augmented offline if configured) cut into
+  segments."""
+  mesh = mesh or sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  class_names = tuple(config.data.classes)
+  exp = Experiment(
+      config=config, class_names=class_names,
+      frontend=features_lib.make_frontend(feature_config(config)),
+      model=models.create_model(config.model, len(class_names)),
+      tx=make_optimizer(config), mesh=mesh)
+  if with_data:
+    parts, exp.speakers = experiment_lib.load_split(config, corpus)
+    offline = config.augment.offline
+    if offline.enabled:  # the training split only
+      parts['train'] = input_pipeline.augment_offline(
+          parts['train'], offline, config.seed, config.features.sample_rate)
+    logging.info('Protocol %s fold %s: %s', config.protocol.name, config.protocol.fold,
+                 input_pipeline.describe(parts, class_names, segment_samples(config),
+                                         config.features.sample_rate))
+    exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
+                    for name, u in parts.items()}
+  return exp
+
+
+def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
+  """Initialised, replicated state (normalisation statistics still identity)."""
+  n = exp.config.batch_size
+  audio = jnp.zeros((n, segment_samples(exp.config)), jnp.float32)
+  feats, mask = jax.eval_shape(exp.frontend, audio, jnp.full((n,), audio.shape[1]))
+  init_rng, state_rng = jax.random.split(rng)
+
+  def init():
+    params = exp.model.init(init_rng, jnp.zeros(feats.shape, feats.dtype),
+                            jnp.ones(mask.shape, bool), jnp.zeros((n,), jnp.int32))['params']
+    shape = feats.shape[2:]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=exp.tx.init(params),
+        norm={'mean': jnp.zeros(shape, jnp.float32), 'std': jnp.ones(shape, jnp.float32)},
+        rng=jax.random.key_data(state_rng))
+
+  return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
+
+
+def frontend_output(exp: Experiment, batch, audio_transform=None):
+  """(feats, mask) of a batch before normalisation: the front end on its audio
+  ('audio' int16, 'lengths'; `audio_transform` applied to the float waveform
+  first), or the cached output it carries ('feats', 'mask')."""
+  if 'feats' in batch:
+    return batch['feats'], batch['mask']
+  audio = batch['audio'].astype(jnp.float32) / 32768.0
+  if audio_transform is not None:
+    audio = audio_transform(audio)
+  return exp.frontend(audio, batch['lengths'])
+
+
+def make_eval_step(exp: Experiment) -> Callable:
+  """jit-compiled (state, batch) → segment posteriors [B, K] (replicated)."""
+
+  def eval_step(state: TrainState, batch):
+    feats, mask = frontend_output(exp, batch)
+    feats = features_lib.normalize(feats, state.norm, mask)
+    logits = exp.model.apply({'params': state.params}, feats, mask, batch['gender'])
+    return jax.nn.softmax(logits, axis=-1)
+
+  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
+  return jax.jit(eval_step, in_shardings=(rep, data), out_shardings=rep)
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints of a finished (or running) training, for inference.
+
+def open_checkpoints(directory: str, selection, **kwargs) -> checkpoints_lib.Checkpoints:
+  """A run's checkpoints, best chosen by `selection` ({'metric', 'mode'})."""
+  return checkpoints_lib.Checkpoints(directory, metric=selection.metric, mode=selection.mode,
+                                     **kwargs)
+
+
+def resolve_checkpoint(workdir: str | None, checkpoint: str | None, selection):
+  """(Checkpoints, step or None) from a workdir and/or a checkpoint spec.
+
+  `checkpoint` may be a step number (in workdir/checkpoints), a step folder
+  (…/checkpoints/1200) or a checkpoints folder; None means the workdir's
+  best checkpoint by `selection` ({'metric', 'mode'}).
+  """
+  step = None
+  directory = os.path.join(workdir, 'checkpoints') if workdir else None
+  if checkpoint:
+    if checkpoint.isdigit():
+      step = int(checkpoint)
+    else:
+      path = os.path.abspath(os.path.expanduser(checkpoint))
+      if not os.path.isdir(path):
+        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
+      if os.path.basename(path).isdigit():
+        directory, step = os.path.dirname(path), int(os.path.basename(path))
+      elif os.path.isdir(os.path.join(path, 'checkpoints')):
+        directory = os.path.join(path, 'checkpoints')
+      else:
+        directory = path
+  if not directory or not os.path.isdir(directory):
+    raise FileNotFoundError(f'no checkpoints at {directory!r}; train first or pass --checkpoint')
+  ckpt = open_checkpoints(directory, selection, async_save=False)
+  if step is not None and step not in ckpt.manager.all_steps():
+    raise FileNotFoundError(f'no checkpoint step {step} in {directory}; '
+                            f'available: {sorted(ckpt.manager.all_steps())}')
+  return ckpt, step
+
+
+def restore_for_eval(exp: Experiment, ckpt: checkpoints_lib.Checkpoints,
+                     step: int | None = None) -> tuple[TrainState, int]:
+  """The state of `step` (default: the best by the selection metric, else latest)."""
+  target = create_train_state(exp, jax.random.key(0))
+  if step is not None:
+    return ckpt.restore(step, target), step
+  state, step = ckpt.restore_best(target)   # unreadable steps are moved aside
+  if state is None:
+    raise FileNotFoundError(f'no readable checkpoint in {ckpt.directory}')
+  return state, step
+
+
+# ---------------------------------------------------------------------------
+# Workdir files and evaluation.
+
+def evaluate_splits(exp: Experiment, state: TrainState, splits) -> dict:
+  """{split: utterance-level report} of `state` on the named splits."""
+  eval_step = make_eval_step(exp)
+  return {split: evaluate_lib.evaluate_segments(
+      eval_step, state, exp.segments[split], exp.config.batch_size, exp.mesh,
+      exp.class_names, exp.config.aggregation) for split in splits}
+
+
+def evaluate_to_folder(config, workdir: str | None, checkpoint: str | None, splits,
+                       outdir: str | None = None) -> dict:
+  """`--mode=evaluate`: a checkpoint (default: the best by the selection
+  metric) on the named splits, written beside the training's results, never
+  over them: OUTDIR (default WORKDIR/eval)/<split>_step<N>.json,
+  confusion_<split>_step<N>.{csv,png} and per_class_<split>_step<N>.csv."""
+  ckpt, step = resolve_checkpoint(workdir, checkpoint, config.selection)
+  outdir = outdir or os.path.join(workdir or os.path.dirname(ckpt.directory), 'eval')
+  cli.check_writable(outdir, '--output_dir=FOLDER (a read-only workdir is fine)')
+  exp = build_experiment(config)
+  state, step = restore_for_eval(exp, ckpt, step)
+  if monitoring.is_chief():
+    print(f'checkpoint step {step} of {ckpt.directory}', flush=True)
+  results = evaluate_splits(exp, state, splits)
+  if monitoring.is_chief():
+    for split, report in results.items():
+      print(evaluate_lib.format_report(f'{split} ({len(exp.speakers[split])} speakers)', report),
+            flush=True)
+      stem = f'{split}_step{step}'
+      evaluate_lib.write_json(os.path.join(outdir, f'{stem}.json'), {
+          'checkpoint_step': step, 'checkpoint_dir': ckpt.directory, 'split': split,
+          'speakers': exp.speakers[split], **report})
+      reports.write_split_reports(outdir, split, report, suffix=f'_step{step}')
+    print(f'written to {os.path.abspath(outdir)}: ' + ', '.join(
+        f'{s}_step{step}.json' for s in results), flush=True)
+  return {'checkpoint_step': step, **results}
+
+
+# ---------------------------------------------------------------------------
+# Prediction with a trained neural model.
+
+def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
+                   gender: str | None = None) -> experiment_lib.Predictor:
+  """The neural trainers' predictor: a checkpoint (default: the best), the
+  utterance cut into the training's segments, posteriors aggregated as in
+  evaluation; with a gender-conditioned model and no `gender`, the posteriors
+  of both gender inputs are averaged."""
+  if gender is not None and gender not in experiment_lib.GENDERS:
+    raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
+  exp = build_experiment(config, with_data=False)
+  ckpt, step = resolve_checkpoint(workdir, checkpoint, config.selection)
+  state, step = restore_for_eval(exp, ckpt, step)
+  eval_step = make_eval_step(exp)
+  cut = segmentation(config)
+  genders = [experiment_lib.GENDERS.index(gender)] if gender else [0, 1]
+
+  def predict(audio):
+    probs = []
+    for g in genders:
+      utts = input_pipeline.Utterances([audio], np.zeros(1, np.int32), np.full(1, g, np.int32),
+                                       np.asarray(['?']), np.asarray(['?']))
+      seg = input_pipeline.segment(utts, *cut)
+      p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
+      probs.append(evaluate_lib.aggregate(p, seg.utterance, 1, config.aggregation)[0])
+    probs = np.mean(probs, axis=0)
+    return probs / probs.sum(), {   # max-pooled posteriors do not sum to one
+        'segments': int(len(seg)), 'gender': gender or 'unknown (averaged)',
+        'checkpoint_step': int(step)}
+
+  return experiment_lib.Predictor(exp.class_names, int(config.features.sample_rate), cut[0], predict)
+

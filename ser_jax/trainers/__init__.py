@@ -1,0 +1,113 @@
+"""Trainer registry: `config.trainer` → what that kind of system can do.
+
+Each entry names, as 'module:function' imported on first use (so predicting
+with an SVM never loads Flax, and predicting with a network never loads the
+training loop), the functions behind every mode of run.py:
+
+  train(config, workdir, mesh=None, corpus=None) -> results
+      one run; results is the dict of `experiment.finish_run` ('validation',
+      'test', 'speakers', 'checkpoint_step', ...), so protocols, reports and
+      run.py treat all systems alike;
+  evaluate(config, workdir, checkpoint, splits, outdir) -> results   (--mode=evaluate)
+  predictor(config, workdir, checkpoint, gender) -> experiment.Predictor (--mode=predict)
+  export(config, workdir, out_dir, checkpoint) -> info              (--mode=export)
+
+A mode a trainer does not offer is None, with the reason in `unavailable`.
+Adding a trainer: a module under ser_jax/trainers/ and one entry here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+
+# The config fields every trainer reads (defaults live in the configs:
+# configs/common.py and each system's file, never in the library).
+_SHARED_FIELDS = (
+    'trainer', 'seed', 'seeds', 'reference', 'aggregation', 'selection.metric',
+    'selection.mode',
+    'data.name', 'data.classes', 'data.builder_config', 'data.data_dir', 'data.split',
+    'data.exclude_labels', 'data.where', 'protocol.name', 'protocol.fold', 'protocol.folds',
+    'features.name', 'features.sample_rate', 'model.name')
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  name: str
+  train: str
+  predictor: str
+  evaluate: str | None = None
+  export: str | None = None
+  unavailable: str = ''    # why a mode is None
+  fields: tuple = ()       # the config fields it reads besides _SHARED_FIELDS
+
+  def check_config(self, config):
+    """Raises ConfigFieldMissing naming the first field this trainer reads that
+    `config` lacks (so a config missing one fails before any work, with its name)."""
+    for path in _SHARED_FIELDS + self.fields:
+      node = config
+      for i, key in enumerate(path.split('.')):
+        if not hasattr(node, 'keys') or key not in node.keys():
+          where = '.'.join(path.split('.')[:i]) or 'the config'
+          raise ConfigFieldMissing(
+              f'config field {path!r} is missing ({where} has no {key!r}); the {self.name} '
+              'trainer reads it: set it in the config file (configs/common.py holds the '
+              'shared defaults)')
+        node = node[key]
+
+  def function(self, mode: str):
+    """The function behind `mode` ('train', 'evaluate', 'predictor', 'export')."""
+    spec = getattr(self, mode)
+    if spec is None:
+      raise ModeNotAvailable(f'--mode={mode} is not available for the {self.name} trainer'
+                             + (f': {self.unavailable}' if self.unavailable else ''))
+    module, fn = spec.split(':')
+    return getattr(importlib.import_module(module), fn)
+
+
+class ModeNotAvailable(ValueError):
+  """The trainer does not offer the requested mode."""
+
+
+class ConfigFieldMissing(KeyError):
+  """A field the trainer reads is not in the config."""
+
+  def __str__(self):
+    return self.args[0]
+
+
+_TRAINERS = {
+    'neural': Trainer(   # Flax models (ser_jax/models)
+        'neural', train='ser_jax.trainers.neural:train_and_evaluate',
+        evaluate='ser_jax.neural_experiment:evaluate_to_folder',
+        predictor='ser_jax.neural_experiment:load_predictor',
+        export='ser_jax.export:export_saved_model',
+        fields=('optimizer', 'learning_rate', 'grad_clip_norm', 'batch_size',
+                'grad_accum_steps', 'num_epochs', 'eval_every_epochs', 'early_stopping',
+                'log_every_steps', 'checkpoint_keep', 'checkpoint_every_steps',
+                'feature_cache', 'augment.waveform', 'augment.features',
+                'augment.offline.enabled', 'features.segment_seconds',
+                'features.segment_hop_seconds', 'features.max_segments')),
+    'svm': Trainer(      # scikit-learn on utterance statistics
+        'svm', train='ser_jax.trainers.svm:train_and_evaluate',
+        predictor='ser_jax.trainers.svm:load_predictor',
+        unavailable='training writes results.json (validation and test) and '
+                    'svm_model.joblib; --mode=predict --wav=... uses that model',
+        fields=tuple(f'svm.{k}' for k in (
+            'C', 'kernel', 'gamma', 'c_grid', 'probability', 'class_weight',
+            'refit_on_validation', 'augment', 'augmentation', 'cache_dir', 'num_workers',
+            'cache_size_mb'))),
+}
+
+
+def get(config) -> Trainer:
+  """The trainer `config.trainer` names, after checking the config has its fields."""
+  if 'trainer' not in config:
+    raise ConfigFieldMissing("config field 'trainer' is missing ('neural' or 'svm'; "
+                             'configs/common.py sets it for the neural systems)')
+  name = config.trainer
+  if name not in _TRAINERS:
+    raise ValueError(f'unknown trainer {name!r}; known: {sorted(_TRAINERS)}')
+  trainer = _TRAINERS[name]
+  trainer.check_config(config)
+  return trainer

@@ -1,0 +1,101 @@
+"""The import structure the README's Layout section draws: no cycles, the experiment
+layer below the trainers, no trainer-name branches outside the trainers."""
+import ast
+import collections
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(REPO, 'ser_jax')
+
+
+def _modules():
+  out = {}
+  for folder, _, files in os.walk(LIB):
+    for f in files:
+      if f.endswith('.py'):
+        path = os.path.join(folder, f)
+        name = os.path.relpath(path, REPO)[:-3].replace(os.sep, '.')
+        out[name[:-len('.__init__')] if name.endswith('.__init__') else name] = path
+  return out
+
+
+def _imports(path, modules):
+  """The ser_jax modules `path` imports (anywhere in the file)."""
+  found = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('ser_jax'):
+      for a in node.names:
+        full = f'{node.module}.{a.name}'
+        found.add(full if full in modules else node.module)
+    elif isinstance(node, ast.Import):
+      found |= {a.name for a in node.names if a.name.startswith('ser_jax')}
+  return found
+
+
+def test_no_import_cycles():
+  modules = _modules()
+  graph = {m: _imports(p, modules) - {m, 'ser_jax'} for m, p in modules.items()}
+  # Packages count as one node with their modules (features, models).
+  state = collections.defaultdict(int)   # 0 new, 1 on the stack, 2 done
+
+  def visit(m, stack):
+    state[m] = 1
+    for n in graph.get(m, ()):
+      if n.startswith(m + '.') or m.startswith(n + '.'):
+        continue   # a package and its own modules
+      assert state[n] != 1, 'import cycle: ' + ' -> '.join(stack + [m, n])
+      if state[n] == 0:
+        visit(n, stack + [m])
+    state[m] = 2
+
+  for m in sorted(graph):
+    if state[m] == 0:
+      visit(m, [])
+
+
+def test_experiment_layer_imports_no_training_loop():
+  modules = _modules()
+  for name in ('ser_jax.experiment', 'ser_jax.neural_experiment', 'ser_jax.predict',
+               'ser_jax.export', 'ser_jax.protocols'):
+    assert not {m for m in _imports(modules[name], modules)
+                if m.startswith('ser_jax.trainers.')}, name
+
+
+def test_svm_and_predict_paths_load_no_flax_or_optax():
+  code = ('import sys\n'
+          'from ser_jax import experiment, predict, protocols\n'
+          'from ser_jax.trainers import svm\n'
+          'print(sorted(m for m in ("flax", "optax", "ser_jax.trainers.neural") '
+          'if m in sys.modules))\n')
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == '[]'
+
+
+def test_importing_ser_jax_sets_no_xla_defaults():
+  """The XLA flags and the malloc tunable are the programs' choice (run.py, benchmarks)."""
+  code = ('import os\nimport ser_jax, ser_jax.experiment, ser_jax.neural_experiment\n'
+          'print(os.environ.get("XLA_FLAGS"), os.environ.get("GLIBC_TUNABLES"))\n')
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'GLIBC_TUNABLES')}
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, env=env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == 'None None'
+
+
+def test_only_the_registry_knows_trainer_names():
+  pattern = re.compile(r"""trainer\s*[!=]=\s*['"]|['"](svm|neural)['"]\s*[!=]=\s*\S*trainer""")
+  offenders = []
+  for name, path in _modules().items():
+    if name.startswith('ser_jax.trainers'):
+      continue
+    for i, line in enumerate(open(path), 1):
+      if pattern.search(line):
+        offenders.append(f'{path}:{i}: {line.strip()}')
+  run_py = os.path.join(REPO, 'run.py')
+  offenders += [f'run.py:{i}' for i, line in enumerate(open(run_py), 1) if pattern.search(line)]
+  assert not offenders, offenders
