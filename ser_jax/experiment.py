@@ -67,13 +67,16 @@ def finish_run(workdir: str, results: dict, history: list, splits=('validation',
 
 @dataclasses.dataclass
 class Predictor:
-  """Posteriors of one int16 waveform at `sample_rate`: `predictor(audio)` →
-  (probabilities [K], fields for the answer). Every trainer's `load_predictor`
-  returns one; `ser_jax.predict` turns files into its calls."""
+  """What a trained run answers predict with: `predictor.many(waveforms)` →
+  one (probabilities [K], fields for the answer) per int16 waveform at
+  `sample_rate`, batched across the waveforms; `predictor(waveform)` for one.
+  Every trainer's `load_predictor` returns one; `ser_jax.predict` reads files
+  ahead and hands them over `files_per_call` at a time."""
   classes: tuple
   sample_rate: int
   segment_samples: int | None   # None: the whole file is one input
-  fn: Callable
+  many: Callable
+  files_per_call: int = 64
 
   def __call__(self, audio: np.ndarray) -> tuple[np.ndarray, dict]:
-    return self.fn(audio)
+    return self.many([audio])[0]

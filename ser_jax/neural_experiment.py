@@ -258,10 +258,12 @@ def evaluate_to_folder(config, workdir: str | None, checkpoint: str | None, spli
 
 def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
                    gender: str | None = None) -> experiment_lib.Predictor:
-  """The neural trainers' predictor: a checkpoint (default: the best), the
+  """The neural trainers' predictor: a checkpoint (default: the best), each
   utterance cut into the training's segments, posteriors aggregated as in
   evaluation; with a gender-conditioned model and no `gender`, the posteriors
-  of both gender inputs are averaged."""
+  of both gender inputs are averaged (a model without the input runs once). The segments of all the waveforms of a
+  call share batches (one compiled batch shape), so a folder of short clips
+  costs one forward pass per `batch_size` segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
     raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
   exp = build_experiment(config, with_data=False)
@@ -269,20 +271,27 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   state, step = restore_for_eval(exp, ckpt, step)
   eval_step = make_eval_step(exp)
   cut = segmentation(config)
-  genders = [experiment_lib.GENDERS.index(gender)] if gender else [0, 1]
+  if not config.model.use_gender:   # the model ignores its gender input: one pass
+    genders, said = [0], gender or 'not an input of this model'
+  elif gender:
+    genders, said = [experiment_lib.GENDERS.index(gender)], gender
+  else:
+    genders, said = [0, 1], 'unknown (averaged)'
+  fields = {'gender': said, 'checkpoint_step': int(step)}
 
-  def predict(audio):
-    probs = []
-    for g in genders:
-      utts = input_pipeline.Utterances([audio], np.zeros(1, np.int32), np.full(1, g, np.int32),
-                                       np.asarray(['?']), np.asarray(['?']))
-      seg = input_pipeline.segment(utts, *cut)
-      p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
-      probs.append(evaluate_lib.aggregate(p, seg.utterance, 1, config.aggregation)[0])
-    probs = np.mean(probs, axis=0)
-    return probs / probs.sum(), {   # max-pooled posteriors do not sum to one
-        'segments': int(len(seg)), 'gender': gender or 'unknown (averaged)',
-        'checkpoint_step': int(step)}
+  def many(audios):
+    n, g = len(audios), len(genders)
+    unknown = np.full(n * g, '?')
+    utts = input_pipeline.Utterances(   # every waveform once per gender input
+        [a for _ in genders for a in audios], np.zeros(n * g, np.int32),
+        np.repeat(np.asarray(genders, np.int32), n), unknown, unknown)
+    seg = input_pipeline.segment(utts, *cut)
+    p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
+    pooled = evaluate_lib.aggregate(p, seg.utterance, n * g, config.aggregation)
+    probs = pooled.reshape(g, n, -1).mean(axis=0)
+    probs = probs / probs.sum(axis=1, keepdims=True)   # max-pooled posteriors do not sum to one
+    counts = np.bincount(seg.utterance, minlength=n * g)[:n]
+    return [(probs[i], {'segments': int(counts[i]), **fields}) for i in range(n)]
 
-  return experiment_lib.Predictor(exp.class_names, int(config.features.sample_rate), cut[0], predict)
-
+  return experiment_lib.Predictor(exp.class_names, int(config.features.sample_rate), cut[0],
+                                  many, files_per_call=max(1, 2 * config.batch_size // len(genders)))

@@ -6,6 +6,8 @@ segments, and the segment posteriors are aggregated as in evaluation.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import logging
 import os
 from typing import Iterable, Iterator
@@ -52,31 +54,53 @@ def expand_paths(spec: str) -> list[str]:
   return out
 
 
+def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
+                   gender: str | None = None):
+  """The trainer's `experiment.Predictor` of a run (`trainers.get(config).predictor`)."""
+  return trainers.get(config).function('predictor')(config, workdir, checkpoint, gender)
+
+
 def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None = None,
                   checkpoint: str | None = None) -> Iterator[dict]:
-  """Yields one result per path: {'path', 'emotion', 'probabilities', ...} or {'path', 'error'}.
+  """Yields one result per path, in order: {'path', 'emotion', 'probabilities',
+  ...} or {'path', 'error'}.
 
-  The trainer's predictor (`trainers.get(config).predictor`) answers: a
-  network's checkpoint (default: the best; with a gender-conditioned model and
-  no `gender`, the posteriors of both gender inputs are averaged), or an SVM
-  run's fitted model (svm_model.joblib; `gender` and `checkpoint` do not apply).
+  The trainer's predictor answers: a network's checkpoint (default: the best;
+  with a gender-conditioned model and no `gender`, the posteriors of both
+  gender inputs are averaged), or an SVM run's fitted model (svm_model.joblib;
+  `gender` and `checkpoint` do not apply). Files are read in threads ahead of
+  the computation and predicted `predictor.files_per_call` at a time.
   """
-  predictor = trainers.get(config).function('predictor')(config, workdir, checkpoint, gender)
+  predictor = load_predictor(config, workdir, checkpoint, gender)
   sr = predictor.sample_rate
   caveat = trained_on_synthetic(config, workdir)
-  for path, audio, error in _decoded(paths, sr):
-    if error:
-      yield {'path': path, 'error': error}
-      continue
-    warnings = [caveat] if caveat else []
-    short = predictor.segment_samples and short_clip_warning(
-        len(audio), predictor.segment_samples, sr)
-    if short:
-      logging.warning('%s: %s', path, short)
-      warnings.append(short)
-    probs, fields = predictor(audio)
-    yield {**_result(path, predictor.classes, probs), 'duration': round(len(audio) / sr, 3),
-           **fields, **({'warnings': warnings} if warnings else {})}
+  for group in _groups(_decoded(paths, sr), predictor.files_per_call):
+    good = [audio for _, audio, error in group if error is None]
+    answers = iter(predictor.many(good) if good else ())
+    for path, audio, error in group:
+      if error:
+        yield {'path': path, 'error': error}
+        continue
+      warnings = [caveat] if caveat else []
+      short = predictor.segment_samples and short_clip_warning(
+          len(audio), predictor.segment_samples, sr)
+      if short:
+        logging.warning('%s: %s', path, short)
+        warnings.append(short)
+      probs, fields = next(answers)
+      yield {**_result(path, predictor.classes, probs), 'duration': round(len(audio) / sr, 3),
+             **fields, **({'warnings': warnings} if warnings else {})}
+
+
+def _groups(items: Iterable, size: int) -> Iterator[list]:
+  group = []
+  for item in items:
+    group.append(item)
+    if len(group) == size:
+      yield group
+      group = []
+  if group:
+    yield group
 
 
 def short_clip_warning(samples: int, segment_samples: int, sample_rate: int) -> str | None:
@@ -107,14 +131,25 @@ def trained_on_synthetic(config, workdir: str | None) -> str | None:
   return message
 
 
-def _decoded(paths: Iterable[str], sample_rate: int):
+def _decoded(paths: Iterable[str], sample_rate: int, ahead: int = 128,
+             threads: int = 2) -> Iterator[tuple]:
   """(path, int16 audio, None) per path, or (path, None, message) for a file
-  that cannot be read."""
-  for path in paths:
+  that cannot be read, in order; up to `ahead` files are decoded in `threads`
+  threads (libsndfile and soxr release the GIL) while earlier ones are predicted."""
+  def read(path):
     try:
-      yield path, load_audio(path, sample_rate), None
+      return path, load_audio(path, sample_rate), None
     except (ValueError, OSError) as e:
-      yield path, None, str(e)
+      return path, None, str(e)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+    pending = collections.deque()
+    for path in paths:
+      pending.append(pool.submit(read, path))
+      if len(pending) >= ahead:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
 
 
 def _result(path: str, classes, probs) -> dict:

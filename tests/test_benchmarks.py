@@ -41,3 +41,15 @@ def test_svm_features_benchmark_reports_cold_warm_and_reference(tmp_path):
   assert r['files'] == 6 and r['cold_files_per_s'] > 0 and r['warm_s'] < r['cold_s']
   assert r['reference_files'] == 2 and r['max_rel_diff_vs_librosa'] < 1e-5
   assert r['ms_per_file_fast_1core'] > 0 and r['cores'] >= 1
+
+
+def test_predict_benchmark_reports_files_per_second_and_agreement():
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/predict.py', '--model=selfattn_gender', '--config_arg=tiny',
+       '--files=12', '--compare=4'],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  assert r['files'] == 12 and r['errors'] == 0 and r['files_per_s'] > 0
+  assert 0 < r['first_result_s'] <= r['total_s'] and r['segments'] >= 12
+  assert r['compared_files'] == 4 and r['max_abs_diff_vs_one_at_a_time'] < 1e-5

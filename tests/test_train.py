@@ -12,9 +12,9 @@ import soundfile as sf
 
 from configs import selfattn_gender
 from ser_jax import input_pipeline
+from ser_jax import neural_experiment
 from ser_jax import predict
 from ser_jax import sharding
-from ser_jax import neural_experiment
 from ser_jax.trainers import neural as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +141,33 @@ def test_predict_files_and_bad_input(trained, tmp_path):
   padded = [w for w in out[3]['warnings'] if 'shorter than one' in w]
   assert padded == ['clip is 0.10 s, shorter than one 1.00 s segment: 0.90 s (90 %) of its '
                     'input is zero padding']
+
+
+def test_predict_batches_across_files_with_the_answers_of_one_at_a_time(trained, tmp_path):
+  """A folder is predicted files_per_call files at a time, their segments sharing
+  batches (and a bad file among them); each answer is the one the file gets alone."""
+  config, workdir, _ = trained
+  rng = np.random.default_rng(0)
+  paths = []
+  for i, seconds in enumerate([0.4, 1.0, 1.7, 2.6, 3.1, 0.9, 1.3, 2.2, 1.0, 0.6, 2.9]):
+    path = str(tmp_path / f'c{i:02d}.wav')
+    sf.write(path, 0.2 * rng.standard_normal(int(seconds * 16000)).astype(np.float32), 16000)
+    paths.append(path)
+  (tmp_path / 'bad.wav').write_bytes(b'not audio')
+  paths.insert(4, str(tmp_path / 'bad.wav'))
+  for gender in (None, 'male'):
+    predictor = predict.load_predictor(config, workdir, None, gender)
+    if gender is None:   # both gender inputs: several calls, one with the bad file
+      assert predictor.files_per_call < len(paths) - 1
+    out = list(predict.predict_files(config, workdir, paths, gender))
+    assert [r['path'] for r in out] == paths and 'error' in out[4]
+    for path, r in zip(paths, out):
+      if 'error' in r:
+        continue
+      probs, fields = predictor(predict.load_audio(path, 16000))
+      np.testing.assert_allclose(list(r['probabilities'].values()), probs, atol=1e-5)
+      assert r['segments'] == fields['segments']
+    assert [r['segments'] for r in out if 'error' not in r][:3] == [1, 1, 2]
 
 
 def test_no_synthetic_caveat_for_a_real_corpus(trained, tmp_path):

@@ -277,4 +277,4 @@ def load_predictor(config, workdir: str, checkpoint: str | None = None,
   model = load_model(workdir)
   return experiment_lib.Predictor(
       tuple(model['classes']), int(model['sample_rate']), None,
-      lambda audio: (predict_waveforms(model, [audio])[0], {}))
+      lambda audios: [(p, {}) for p in predict_waveforms(model, audios)], files_per_call=16)
