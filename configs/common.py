@@ -100,6 +100,10 @@ def base() -> ml_collections.ConfigDict:
   # Compute the front end once per run for the training and validation
   # segments (skipped when waveform augmentation needs the audio each step).
   c.feature_cache = True
+  # True: z-score every segment with its speaker's own feature statistics (over all
+  # of that speaker's audio, test speakers included: transductive) before the
+  # training statistics; predict and export then refuse (they take files).
+  c.speaker_norm = False
   return c
 
 

@@ -56,6 +56,7 @@ def get_config(arg: str = 'paper'):
       probability=False,             # True: Platt-scaled posteriors (5× slower fit)
       class_weight='',               # '' (none) | 'balanced'
       refit_on_validation=True,      # test model fitted on train + validation (the 80 %)
+      speaker_norm=False,            # True: z-score each speaker by its own vectors (transductive)
       augment=False,
       augmentation=dict(include_original=True, noise_amplitude=0.035,
                         noise_random_scale=True, noise_distribution='normal',

@@ -30,6 +30,7 @@ from ser_jax import neural_experiment as neural_lib
 def export_saved_model(config, workdir: str | None, out_dir: str,
                        checkpoint: str | None = None) -> dict:
   """Writes the SavedModel of a checkpoint (default: the best) to `out_dir`."""
+  neural_lib.check_no_speaker_norm(config, 'export')
   exp = neural_lib.build_experiment(config, with_data=False)
   ckpt, step = neural_lib.resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = neural_lib.restore_for_eval(exp, ckpt, step)

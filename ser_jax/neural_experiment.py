@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from typing import Any, Callable
 
 import flax.struct
@@ -31,6 +32,7 @@ from ser_jax import models
 from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import sharding
+from ser_jax import trainers as trainers_lib
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
@@ -115,7 +117,56 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
                                          config.features.sample_rate))
     exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
                     for name, u in parts.items()}
+    if config.speaker_norm:
+      t0 = time.time()
+      add_speaker_norm(exp)
+      logging.info('Per-speaker feature statistics of %d speakers in %.1fs (transductive: '
+                   'from every split\'s unlabelled audio).',
+                   len({s for seg in exp.segments.values() for s in seg.utterances.speakers}),
+                   time.time() - t0)
   return exp
+
+
+def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
+  """Gives every segment of every split its speaker's feature mean and std
+  (`Segments.speaker_norm`), over all of that speaker's valid frames in all
+  splits; the steps then z-score each segment with them before the training
+  statistics. Speaker normalisation uses the test speakers' unlabelled audio
+  (transductive) and is reported as such."""
+  rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
+
+  def moments(batch):   # per example: valid frames, sum and sum of squares [F, C]
+    feats, mask = exp.frontend(batch['audio'].astype(jnp.float32) / 32768.0, batch['lengths'])
+    m = mask.astype(jnp.float32)[..., None, None]
+    return m.sum(axis=(1, 2, 3)), (feats * m).sum(axis=1), (jnp.square(feats) * m).sum(axis=1)
+
+  moments = jax.jit(moments, in_shardings=(data,), out_shardings=rep)
+  totals = {}
+  for seg in exp.segments.values():
+    speakers = seg.utterances.speakers[seg.utterance]
+    # Offline-augmented copies ('path#variant') are not the speaker's own audio.
+    own = np.char.find(seg.utterances.paths[seg.utterance].astype(str), '#') < 0
+    rows = []
+    for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
+      batch = {'audio': batch['audio'], 'lengths': batch['lengths']}
+      rows.append([np.asarray(v, np.float64)
+                   for v in jax.device_get(moments(sharding.shard_batch(batch, exp.mesh)))])
+    n, s1, s2 = (np.concatenate([r[i] for r in rows])[:len(seg)] for i in range(3))
+    for spk in np.unique(speakers):
+      pick = (speakers == spk) & own
+      t = totals.setdefault(spk, [0.0, 0.0, 0.0])
+      t[0] += n[pick].sum()
+      t[1] = t[1] + s1[pick].sum(axis=0)
+      t[2] = t[2] + s2[pick].sum(axis=0)
+  stats = {}
+  for spk, (n, s1, s2) in totals.items():
+    mean = s1 / max(n, 1.0)
+    std = np.sqrt(np.maximum(s2 / max(n, 1.0) - mean ** 2, 0.0))
+    stats[spk] = np.stack([mean, np.maximum(std, min_std)]).astype(np.float32)
+  for name, seg in exp.segments.items():
+    speakers = seg.utterances.speakers[seg.utterance]
+    exp.segments[name] = dataclasses.replace(
+        seg, speaker_norm=np.stack([stats[spk] for spk in speakers]))
 
 
 def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
@@ -140,13 +191,19 @@ def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
 def frontend_output(exp: Experiment, batch, audio_transform=None):
   """(feats, mask) of a batch before normalisation: the front end on its audio
   ('audio' int16, 'lengths'; `audio_transform` applied to the float waveform
-  first), or the cached output it carries ('feats', 'mask')."""
+  first), or the cached output it carries ('feats', 'mask'); z-scored with
+  the segment's speaker statistics when the batch carries them ('speaker_norm')."""
   if 'feats' in batch:
-    return batch['feats'], batch['mask']
-  audio = batch['audio'].astype(jnp.float32) / 32768.0
-  if audio_transform is not None:
-    audio = audio_transform(audio)
-  return exp.frontend(audio, batch['lengths'])
+    feats, mask = batch['feats'], batch['mask']
+  else:
+    audio = batch['audio'].astype(jnp.float32) / 32768.0
+    if audio_transform is not None:
+      audio = audio_transform(audio)
+    feats, mask = exp.frontend(audio, batch['lengths'])
+  if 'speaker_norm' in batch:   # each segment by its speaker's statistics first
+    sn = batch['speaker_norm']
+    feats = features_lib.normalize(feats, {'mean': sn[:, None, 0], 'std': sn[:, None, 1]}, mask)
+  return feats, mask
 
 
 def make_eval_step(exp: Experiment) -> Callable:
@@ -256,6 +313,16 @@ def evaluate_to_folder(config, workdir: str | None, checkpoint: str | None, spli
 # ---------------------------------------------------------------------------
 # Prediction with a trained neural model.
 
+def check_no_speaker_norm(config, mode: str):
+  """predict and export take files, not speakers: a model trained on
+  speaker-normalised features has no statistics for them (yet)."""
+  if config.speaker_norm:
+    raise trainers_lib.ModeNotAvailable(
+        f'--mode={mode} is not available for a model trained with speaker_norm=True: it '
+        'normalises each speaker by that speaker\'s own recordings, and --mode='
+        f'{mode} takes files, not speakers')
+
+
 def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
                    gender: str | None = None) -> experiment_lib.Predictor:
   """The neural trainers' predictor: a checkpoint (default: the best), each
@@ -266,6 +333,7 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   costs one forward pass per `batch_size` segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
     raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
+  check_no_speaker_norm(config, 'predict')
   exp = build_experiment(config, with_data=False)
   ckpt, step = resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = restore_for_eval(exp, ckpt, step)

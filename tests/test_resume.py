@@ -17,8 +17,9 @@ from configs import selfattn_gender
 from ser_jax import checkpoints
 from ser_jax import input_pipeline
 from ser_jax import monitoring
-from ser_jax import sharding
 from ser_jax import neural_experiment
+from ser_jax import sharding
+from ser_jax import trainers
 from ser_jax.trainers import neural as train
 import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
 
@@ -367,3 +368,34 @@ def test_feature_cache_over_its_memory_limit_is_skipped(data_dir, monkeypatch):
   monkeypatch.setattr(train, 'FEATURE_CACHE_MAX_BYTES', 1000)
   seg = train.cache_features(exp, exp.segments['train'])
   assert seg is exp.segments['train'] and seg.feats is None
+
+
+def test_speaker_norm_zscores_each_speaker_with_its_own_statistics(data_dir, tmp_path):
+  config = _tiny(data_dir, speaker_norm=True)
+  exp = neural_experiment.build_experiment(config)
+  frontend = jax.jit(lambda b: neural_experiment.frontend_output(exp, b))
+  for name, seg in exp.segments.items():   # every split, test speakers included
+    assert seg.speaker_norm is not None and seg.speaker_norm.shape[0] == len(seg)
+    speakers = seg.utterances.speakers[seg.utterance]
+    feats, masks = [], []
+    for batch in input_pipeline.eval_batches(seg, config.batch_size):
+      f, m = jax.device_get(frontend(sharding.shard_batch(batch, exp.mesh)))
+      keep = batch['weight'] > 0
+      feats.append(f[keep])
+      masks.append(m[keep])
+    feats, masks = np.concatenate(feats), np.concatenate(masks)
+    # A speaker's frames over all splits have mean 0 and std 1; each split holds
+    # all of a speaker's audio here (speaker-independent folds).
+    for spk in np.unique(speakers):
+      frames = feats[speakers == spk][masks[speakers == spk]]
+      np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=2e-3)
+      np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=2e-2)
+  # Training runs on it; prediction, which takes files rather than speakers, refuses.
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  batch = sharding.shard_batch(next(input_pipeline.train_batches(exp.segments['train'], 8, 0)),
+                               exp.mesh)
+  _, m = train.make_train_step(exp)(state, batch)
+  assert np.isfinite(float(m['loss']))
+  with pytest.raises(trainers.ModeNotAvailable, match='speaker_norm'):
+    neural_experiment.load_predictor(config, str(tmp_path))

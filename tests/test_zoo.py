@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+from unittest import mock
 
 import flax
 import jax
@@ -328,6 +329,26 @@ def test_svm_augments_the_training_files_only(tiny_corpus, tmp_path):
   assert set(results['svm']['grid']) == {'1.0', '30.0'}
   assert results['svm']['C'] in (1.0, 30.0)
   assert results['test']['num_examples'] == len(results['test']['predictions'])
+
+
+def test_svm_speaker_norm_zscores_each_speaker_and_predict_refuses(tiny_corpus, tmp_path):
+  rng = np.random.default_rng(0)
+  x = {'train': rng.normal(3.0, 2.0, (6, 4)), 'test': rng.normal(-1.0, 5.0, (3, 4))}
+  parts = {'train': mock.Mock(speakers=np.array(list('aabbab'))),
+           'test': mock.Mock(speakers=np.array(list('ccc')))}
+  stats = svm.speaker_statistics(x, parts, ('train', 'test'))
+  for split in x:
+    z = svm.speaker_normalize(x[split], parts[split].speakers, stats)
+    for spk in np.unique(parts[split].speakers):
+      rows = z[parts[split].speakers == spk]
+      np.testing.assert_allclose(rows.mean(axis=0), 0.0, atol=1e-12)
+      np.testing.assert_allclose(rows.std(axis=0), 1.0, atol=1e-12)
+  config, corpus = _tiny('svm_features', tiny_corpus, tmp_path)
+  config.svm.speaker_norm = True
+  results = svm.train_and_evaluate(config, str(tmp_path / 'run'), corpus=corpus)
+  assert results['svm']['speaker_norm'] and 0.0 <= results['test']['uar'] <= 1.0
+  with pytest.raises(trainers.ModeNotAvailable, match='speaker'):
+    svm.load_predictor(config, str(tmp_path / 'run'))
 
 
 def test_svm_augmented_statistics_are_deterministic_and_cached(tmp_path):

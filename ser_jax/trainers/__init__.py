@@ -85,7 +85,7 @@ _TRAINERS = {
         fields=('optimizer', 'learning_rate', 'grad_clip_norm', 'batch_size',
                 'grad_accum_steps', 'num_epochs', 'eval_every_epochs', 'early_stopping',
                 'log_every_steps', 'checkpoint_keep', 'checkpoint_every_steps',
-                'feature_cache', 'augment.waveform', 'augment.features',
+                'feature_cache', 'speaker_norm', 'augment.waveform', 'augment.features',
                 'augment.offline.enabled', 'features.segment_seconds',
                 'features.segment_hop_seconds', 'features.max_segments')),
     'svm': Trainer(      # scikit-learn on utterance statistics
@@ -96,7 +96,7 @@ _TRAINERS = {
         fields=tuple(f'svm.{k}' for k in (
             'C', 'kernel', 'gamma', 'c_grid', 'probability', 'class_weight',
             'refit_on_validation', 'augment', 'augmentation', 'cache_dir', 'num_workers',
-            'cache_size_mb'))),
+            'cache_size_mb', 'speaker_norm'))),
 }
 
 

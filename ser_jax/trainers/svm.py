@@ -21,6 +21,11 @@ the chosen C is then refitted on training + validation (the paper's 80 %
 training folds) for the test report; the validation report always comes from
 the fit on the training split alone.
 
+Speaker normalisation (`svm.speaker_norm`): every speaker's vectors are
+z-scored with that speaker's own mean and std over all its utterances, before
+the scaler (statistics from the speaker's unlabelled audio, test speakers
+included: transductive, reported as such).
+
 Posteriors: `probability=True` calibrates the SVM with Platt scaling
 (scikit-learn's CalibratedClassifierCV, 5-fold: ~5× the fitting time; then
 the validation/test 'loss' is the cross-entropy of the utterance
@@ -47,6 +52,7 @@ from ser_jax import evaluate as evaluate_lib
 from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
 from ser_jax import svm_features as svm_features_lib
+from ser_jax import trainers
 
 MODEL_FILE = 'svm_model.joblib'
 _AUG_VERSION = 1
@@ -122,6 +128,26 @@ def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dic
 # ---------------------------------------------------------------------------
 # Fitting and reporting.
 
+def speaker_statistics(x: dict, parts: dict, names) -> dict:
+  """{speaker: (mean [D], std [D])} of each speaker's utterance vectors over
+  every split (labels unused: transductive, it reads the test speakers' audio)."""
+  vectors = np.concatenate([x[n] for n in names])
+  speakers = np.concatenate([np.asarray(parts[n].speakers) for n in names])
+  return {s: (vectors[speakers == s].mean(axis=0), vectors[speakers == s].std(axis=0))
+          for s in np.unique(speakers)}
+
+
+def speaker_normalize(x: np.ndarray, speakers, by_speaker: dict,
+                      min_std: float = 1e-6) -> np.ndarray:
+  """Each row z-scored with its speaker's statistics (`speaker_statistics`)."""
+  out = np.empty_like(x, dtype=np.float64)
+  speakers = np.asarray(speakers)
+  for s in np.unique(speakers):
+    mean, std = by_speaker[s]
+    out[speakers == s] = (x[speakers == s] - mean) / np.maximum(std, min_std)
+  return out
+
+
 def make_classifier(svm_cfg, C: float, seed: int = 0):
   """StandardScaler → SVC (→ Platt-calibrated with `probability`), unfitted."""
   clf = svm.SVC(C=float(C), kernel=svm_cfg.kernel, gamma=svm_cfg.gamma,
@@ -189,6 +215,10 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   bounds = np.cumsum([0] + [len(parts[n]) for n in names])
   x = {n: stats[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)}
   y = {n: np.asarray(parts[n].labels) for n in names}
+  by_speaker = None
+  if scfg.speaker_norm:   # transductive: every speaker's own unlabelled statistics
+    by_speaker = speaker_statistics(x, parts, names)
+    x = {n: speaker_normalize(x[n], parts[n].speakers, by_speaker) for n in names}
   timings = {'features_s': round(time.time() - t0, 2)}
   logging.info('svm: statistics of %d utterances in %.1fs.', len(everything),
                timings['features_s'])
@@ -202,6 +232,9 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
       for n in split_names:
         extra = augmented_features(parts[n].audio, sr, aug_cfg, config.seed, params,
                                    cache_dir=aug_cache, num_workers=workers)
+        if by_speaker is not None:   # each variant by its utterance's speaker
+          extra = [speaker_normalize(v, np.full(len(v), spk), by_speaker) if len(v) else v
+                   for v, spk in zip(extra, parts[n].speakers)]
         xs += [v for v in extra if len(v)]
         ys += [np.full(len(v), label) for v, label in zip(extra, y[n]) if len(v)]
       timings['augment_s'] = round(timings.get('augment_s', 0) + time.time() - t, 2)
@@ -232,7 +265,8 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   test_report = split_report(clf, x['test'], parts['test'], class_names,
                              config.aggregation)
   joblib.dump({'pipeline': clf, 'classes': list(class_names), 'C': best_c,
-               'feature_params': params, 'sample_rate': sr},
+               'feature_params': params, 'sample_rate': sr,
+               'speaker_norm': bool(scfg.speaker_norm)},
               os.path.join(workdir, MODEL_FILE))
 
   results = {
@@ -240,6 +274,7 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
       'validation': val_report, 'test': test_report,
       'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
               'augmented': bool(scfg.augment), 'refit_on_validation': refit,
+              'speaker_norm': bool(scfg.speaker_norm),
               'num_train_vectors': int(len(x_train)), 'timings': timings},
       'wall_seconds': round(time.time() - started, 1),   # this invocation's
   }
@@ -275,6 +310,11 @@ def load_predictor(config, workdir: str, checkpoint: str | None = None,
   file's statistics (no segments; `checkpoint` and `gender` do not apply)."""
   del config, checkpoint, gender
   model = load_model(workdir)
+  if model.get('speaker_norm'):
+    raise trainers.ModeNotAvailable(
+        f'the SVM in {workdir} normalises each speaker by its own recordings '
+        '(svm.speaker_norm); --mode=predict takes files, not speakers, so it cannot '
+        'answer for it yet: train with svm.speaker_norm=False to predict')
   return experiment_lib.Predictor(
       tuple(model['classes']), int(model['sample_rate']), None,
       lambda audios: [(p, {}) for p in predict_waveforms(model, audios)], files_per_call=16)
