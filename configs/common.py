@@ -104,6 +104,8 @@ def base() -> ml_collections.ConfigDict:
   # of that speaker's audio, test speakers included: transductive) before the
   # training statistics; predict and export then refuse (they take files).
   c.speaker_norm = False
+  c.class_balance = False         # True: loss weights N / (K n_c) per training class
+  c.mixup_alpha = 0.0             # > 0: mixup of features and labels, lam ~ Beta(a, a)
   return c
 
 

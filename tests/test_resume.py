@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import jax
 import numpy as np
@@ -399,3 +400,34 @@ def test_speaker_norm_zscores_each_speaker_with_its_own_statistics(data_dir, tmp
   assert np.isfinite(float(m['loss']))
   with pytest.raises(trainers.ModeNotAvailable, match='speaker_norm'):
     neural_experiment.load_predictor(config, str(tmp_path))
+
+
+def test_class_weights_even_out_the_classes():
+  seg = mock.Mock(labels=np.array([0, 0, 0, 1, 2, 2]))
+  config = _tiny('unused', class_balance=True)
+  w = train.class_weights(config, seg, 4)
+  np.testing.assert_allclose(w, [6 / 9, 2.0, 1.0, 0.0])   # N / (K n_c); class 3 absent
+  assert w[seg.labels].mean() == pytest.approx(1.0)
+  assert train.class_weights(_tiny('unused'), seg, 4) is None
+
+
+def test_class_balance_and_mixup_in_the_step(data_dir):
+  """Uniform class weights change nothing; other weights and mixup change the loss;
+  with both, 2 micro-batches give the full batch's step (the bookkeeping is exact)."""
+  def first_losses(loss_weights=None, **kw):
+    out = {}
+    for k in (1, 2):
+      exp = neural_experiment.build_experiment(_tiny(data_dir, grad_accum_steps=k, **kw))
+      state = neural_experiment.create_train_state(exp, jax.random.key(0))
+      state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+      batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
+      _, m = train.make_train_step(exp, loss_weights)(state, sharding.shard_batch(batch, exp.mesh))
+      out[k] = float(m['loss'])
+    return out
+  plain = first_losses()
+  assert first_losses(np.ones(8, np.float32))[1] == plain[1]
+  weighted = first_losses(np.linspace(0.2, 1.8, 8).astype(np.float32))
+  mixed = first_losses(np.linspace(0.2, 1.8, 8).astype(np.float32), mixup_alpha=0.4)
+  assert weighted[1] != plain[1] and mixed[1] != weighted[1]
+  for losses in (weighted, mixed):
+    assert np.isfinite(losses[1]) and losses[2] == pytest.approx(losses[1], rel=1e-5)

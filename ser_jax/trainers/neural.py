@@ -60,8 +60,29 @@ def _accum_steps(exp: Experiment) -> int:
   return k
 
 
-def make_train_step(exp: Experiment) -> Callable:
+def class_weights(config, seg: input_pipeline.Segments, num_classes: int) -> np.ndarray | None:
+  """`config.class_balance`: per-class loss weights N / (K * n_c) over the K
+  classes the training segments hold (0 for a class they lack), so every class
+  weighs the same in the loss (calm and surprised are rare in the combined
+  corpora); None when off."""
+  if not config.class_balance:
+    return None
+  counts = np.bincount(seg.labels, minlength=num_classes).astype(np.float64)
+  present = counts > 0
+  w = np.zeros(num_classes, np.float32)
+  w[present] = counts.sum() / (present.sum() * counts[present])
+  return w
+
+
+def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> Callable:
   """jit-compiled (state, batch) → (state, metrics), data-parallel over the mesh.
+
+  The loss is the cross-entropy averaged over the batch, each example weighted
+  by `loss_weights[label]` when given (`class_weights`). With
+  `config.mixup_alpha` > 0, each example's features are mixed with another's of
+  the batch, lam * x_i + (1 - lam) * x_j with lam ~ Beta(alpha, alpha) per
+  example, the mask the union of theirs, and the loss lam * CE(y_i) + (1 - lam) *
+  CE(y_j) (Zhang et al., mixup).
 
   One call is one optimiser update on the global batch. With
   `grad_accum_steps=k` the batch is processed in k micro-batches (a scan;
@@ -74,12 +95,21 @@ def make_train_step(exp: Experiment) -> Callable:
   micro_sharding = jax.sharding.NamedSharding(
       exp.mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
 
-  def loss_sum(params, feats, mask, gender, labels, weight, rng):
+  alpha = float(exp.config.mixup_alpha)
+  cw = None if loss_weights is None else jnp.asarray(loss_weights, jnp.float32)
+
+  def loss_sum(params, feats, mask, gender, labels, weight, loss_weight, mixed, rng):
     logits = exp.model.apply({'params': params}, feats, mask, gender, train=True,
                              rngs={'dropout': rng})
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if alpha > 0:   # mixed = (partner labels, lam, partner loss weight)
+      other, lam, other_weight = mixed
+      ce2 = optax.softmax_cross_entropy_with_integer_labels(logits, other)
+      loss = (lam * ce * loss_weight + (1 - lam) * ce2 * other_weight).sum()
+    else:
+      loss = (ce * loss_weight).sum()
     correct = ((logits.argmax(-1) == labels) * weight).sum()
-    return (ce * weight).sum(), correct
+    return loss, correct
 
   grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
 
@@ -88,7 +118,18 @@ def make_train_step(exp: Experiment) -> Callable:
     # step, so a resumed run draws the same noise.
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     feats, mask = _features(exp, batch, state.norm, rng)
-    inputs = (feats, mask, batch['gender'], batch['labels'], batch['weight'])
+    labels, weight = batch['labels'], batch['weight']
+    loss_weight = weight if cw is None else weight * cw[labels]
+    mixed = ()
+    if alpha > 0:
+      k_perm, k_lam = jax.random.split(jax.random.fold_in(rng, 3))
+      perm = jax.random.permutation(k_perm, labels.shape[0])
+      lam = jax.random.beta(k_lam, alpha, alpha, labels.shape)
+      shape = (-1,) + (1,) * (feats.ndim - 1)
+      feats = lam.reshape(shape) * feats + (1 - lam.reshape(shape)) * feats[perm]
+      mask = mask | mask[perm]
+      mixed = (labels[perm], lam, loss_weight[perm])
+    inputs = (feats, mask, batch['gender'], labels, weight, loss_weight, mixed)
     if k == 1:
       (loss, correct), grads = grad_fn(state.params, *inputs, rng)
     else:
@@ -104,8 +145,16 @@ def make_train_step(exp: Experiment) -> Callable:
       zeros = (jnp.zeros(()), jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
       (loss, correct, grads), _ = jax.lax.scan(
           body, zeros, (jax.tree.map(split, inputs), jnp.arange(k)))
-    total = jnp.maximum(batch['weight'].sum(), 1.0)
-    loss, grads = loss / total, jax.tree.map(lambda g: g / total, grads)
+    total = jnp.maximum(weight.sum(), 1.0)
+    # The loss is a weighted mean: over the examples' loss weights (with mixup,
+    # each pair's lam-mixed weight), equal to `total` without class weights.
+    if cw is None and alpha == 0:
+      norm = total
+    elif alpha > 0:
+      norm = jnp.maximum((lam * loss_weight + (1 - lam) * mixed[2]).sum(), 1e-6)
+    else:
+      norm = jnp.maximum(loss_weight.sum(), 1e-6)
+    loss, grads = loss / norm, jax.tree.map(lambda g: g / norm, grads)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -246,7 +295,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   stopper = monitoring.EarlyStopping(config.early_stopping, history.records)
   stopped_early = bool(history.records) and stopper.patience and stopper.bad >= stopper.patience
 
-  train_step = make_train_step(exp)
+  train_step = make_train_step(
+      exp, class_weights(config, train_seg, len(exp.class_names)))
   eval_step = neural_lib.make_eval_step(exp)
   writer = monitoring.MetricWriter(os.path.join(workdir, 'tensorboard'))
   batches = input_pipeline.train_batches(train_seg, config.batch_size, config.seed,
