@@ -114,6 +114,16 @@ def test_config_fields_are_known(name):
     assert get_config(name, arg).data.name == 'ser_synthetic'
 
 
+def test_combined_best_is_the_honest_protocol_with_its_parts_on():
+  config = get_config('combined_best')
+  assert config.protocol.name == 'group_kfold' and config.protocol.k == 5
+  assert config.protocol.folds == 'all' and config.protocol.split_seed == 0
+  assert tuple(config.data.name) == ('ser_crema_d', 'ravdess', 'ser_savee', 'tess')
+  assert len(config.data.classes) == 8 and config.selection.metric == 'val_uar'
+  assert config.speaker_norm and config.class_balance and config.mixup_alpha > 0
+  assert config.features.max_segments == 0   # every segment of a file
+
+
 def test_svm_config_reads_the_paper():
   config = get_config('svm_features')
   assert config.trainer == 'svm' and config.svm.C == 30 and not config.svm.augment
@@ -281,7 +291,7 @@ def _tiny(name, tiny_corpus, tmp_path):
   return config, loaded[key]
 
 
-@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('name', CONFIGS + ('combined_best',))
 def test_every_config_trains_and_evaluates_on_the_tiny_corpus(name, tiny_corpus, tmp_path):
   config, corpus = _tiny(name, tiny_corpus, tmp_path)
   workdir = str(tmp_path / 'run')
