@@ -63,7 +63,8 @@ def _protocol(cfg: dict) -> str:
   p = cfg.get('protocol') or {}
   name = p.get('name', '?')
   if name in ('group_kfold', 'stratified_kfold'):
-    return f'{name} (k={p.get("k", 5)}, split_seed {p.get("split_seed", 0)})'
+    one = '' if p.get('folds') else f', fold {p.get("fold", 0)} only'   # a single run
+    return f'{name} (k={p.get("k", 5)}, split_seed {p.get("split_seed", 0)}{one})'
   if name in ('group_split', 'stratified_split'):
     fr = p.get('fractions')
     return f'{name} ({"/".join(str(round(100 * f)) for f in fr)})' if fr else name
