@@ -144,8 +144,10 @@ def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
   totals = {}
   for seg in exp.segments.values():
     speakers = seg.utterances.speakers[seg.utterance]
-    # Offline-augmented copies ('path#variant') are not the speaker's own audio.
-    own = np.char.find(seg.utterances.paths[seg.utterance].astype(str), '#') < 0
+    # Offline-augmented copies ('path#noise', ...) are not the speaker's own audio;
+    # plain paths and the kept originals ('path#original') are.
+    paths = seg.utterances.paths[seg.utterance].astype(str)
+    own = (np.char.find(paths, '#') < 0) | (np.char.endswith(paths, '#original'))
     rows = []
     for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
       batch = {'audio': batch['audio'], 'lengths': batch['lengths']}
@@ -153,15 +155,22 @@ def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
                    for v in jax.device_get(moments(sharding.shard_batch(batch, exp.mesh)))])
     n, s1, s2 = (np.concatenate([r[i] for r in rows])[:len(seg)] for i in range(3))
     for spk in np.unique(speakers):
-      pick = (speakers == spk) & own
-      t = totals.setdefault(spk, [0.0, 0.0, 0.0])
-      t[0] += n[pick].sum()
-      t[1] = t[1] + s1[pick].sum(axis=0)
-      t[2] = t[2] + s2[pick].sum(axis=0)
+      for which, pick in ((0, (speakers == spk) & own), (1, speakers == spk)):
+        t = totals.setdefault(spk, [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])[which]
+        t[0] += n[pick].sum()
+        t[1] = t[1] + s1[pick].sum(axis=0)
+        t[2] = t[2] + s2[pick].sum(axis=0)
   stats = {}
-  for spk, (n, s1, s2) in totals.items():
-    mean = s1 / max(n, 1.0)
-    std = np.sqrt(np.maximum(s2 / max(n, 1.0) - mean ** 2, 0.0))
+  for spk, (own_totals, all_totals) in totals.items():
+    n, s1, s2 = own_totals
+    if n == 0:   # offline augmentation without include_original: only variants left
+      logging.warning('speaker_norm: speaker %s has no original audio (offline augmentation '
+                      'without include_original); using its augmented copies.', spk)
+      n, s1, s2 = all_totals
+    if n == 0:
+      raise ValueError(f'speaker_norm: speaker {spk} has no valid frames')
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
     stats[spk] = np.stack([mean, np.maximum(std, min_std)]).astype(np.float32)
   for name, seg in exp.segments.items():
     speakers = seg.utterances.speakers[seg.utterance]

@@ -26,6 +26,16 @@ from ser_jax import trainers
 from ser_jax import workdir as workdir_lib
 
 
+_TRANSDUCTIVE = ('(features z-scored per speaker with that speaker\'s own audio, test '
+                 'speakers included: transductive) ')
+
+
+def _speaker_norm(config) -> bool:
+  """Whether the trainer normalises each speaker by its own audio (either trainer's field)."""
+  return bool(('speaker_norm' in config and config.speaker_norm)
+              or ('svm' in config and config.svm.speaker_norm))
+
+
 def is_protocol_run(config) -> bool:
   """Whether the config asks for several runs (folds and/or seeds)."""
   return bool(config.protocol.folds) or len(config.seeds) > 1
@@ -165,6 +175,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       '',
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
+      + (_TRANSDUCTIVE if _speaker_norm(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '

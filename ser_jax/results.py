@@ -60,6 +60,13 @@ def _config_file(command: str) -> str:
 
 
 def _protocol(cfg: dict) -> str:
+  text = _protocol_name(cfg)
+  if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
+    text += '; speaker-normalised (transductive)'
+  return text
+
+
+def _protocol_name(cfg: dict) -> str:
   p = cfg.get('protocol') or {}
   name = p.get('name', '?')
   if name in ('group_kfold', 'stratified_kfold'):

@@ -43,9 +43,20 @@ RUNTIME_FIELDS = ('log_every_steps', 'eval_every_epochs', 'checkpoint_every_step
 # What evaluate, predict and export depend on (everything else is training).
 _INFERENCE_FIELDS = {
     'evaluate': ('trainer', 'model', 'features', 'data', 'protocol', 'aggregation',
-                 ),
-    'predict': ('trainer', 'model', 'features', 'data.classes', 'aggregation'),
-    'export': ('trainer', 'model', 'features', 'data.classes', 'aggregation'),
+                 'speaker_norm', 'svm.speaker_norm'),
+    'predict': ('trainer', 'model', 'features', 'data.classes', 'aggregation',
+                'speaker_norm', 'svm.speaker_norm'),
+    'export': ('trainer', 'model', 'features', 'data.classes', 'aggregation',
+               'speaker_norm'),
+}
+# Fields added to the configs after workdirs were trained without them, at the value
+# that reproduces what those workdirs did: absent in a config.json equals this.
+ADDED_FIELDS = {
+    'speaker_norm': False, 'class_balance': False, 'mixup_alpha': 0.0,
+    'svm.speaker_norm': False, 'features.max_segments': 0,
+    'protocol.k': 5, 'protocol.val_fraction': 0.1, 'protocol.fractions': [0.8, 0.1, 0.1],
+    'protocol.split_seed': 0, 'protocol.train': [], 'protocol.test': [],
+    'protocol.test_speakers': [], 'protocol.validation_speakers': [],
 }
 
 
@@ -271,9 +282,14 @@ def config_changes(config, workdir: str, mode: str = 'train') -> dict:
     logging.warning('%s is unreadable (%s); not checking the config against it.', path, e)
     return {}
   now = _flatten(json.loads(config.to_json_best_effort()))
+  for flat in (saved, now):   # a union of corpora: '+'-joined string or list, alike
+    if isinstance(flat.get('data.name'), str) and '+' in flat['data.name']:
+      flat['data.name'] = [n.strip() for n in flat['data.name'].split('+') if n.strip()]
   changes = {}
   for name in sorted(set(saved) | set(now)):
     old, new = saved.get(name, '<absent>'), now.get(name, '<absent>')
+    if old == '<absent>' and name in ADDED_FIELDS and new == ADDED_FIELDS[name]:
+      continue   # a workdir from before the field existed did just that
     if old == new or _covered(name, RUNTIME_FIELDS):
       continue
     if mode != 'train' and not _covered(name, _INFERENCE_FIELDS[mode]):

@@ -431,3 +431,15 @@ def test_class_balance_and_mixup_in_the_step(data_dir):
   assert weighted[1] != plain[1] and mixed[1] != weighted[1]
   for losses in (weighted, mixed):
     assert np.isfinite(losses[1]) and losses[2] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_speaker_norm_ignores_offline_augmented_copies(data_dir):
+  plain = neural_experiment.build_experiment(_tiny(data_dir, speaker_norm=True))
+  config = _tiny(data_dir, speaker_norm=True)
+  config.augment.offline.update(enabled=True, stretch_rate=None, pitch_steps=None)  # noise
+  augmented = neural_experiment.build_experiment(config)
+  seg = augmented.segments['train']
+  originals = np.char.endswith(seg.utterances.paths[seg.utterance].astype(str), '#original')
+  assert 0 < originals.sum() < len(seg)
+  np.testing.assert_allclose(seg.speaker_norm[originals],
+                             plain.segments['train'].speaker_norm, rtol=1e-5, atol=1e-6)

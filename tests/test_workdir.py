@@ -172,6 +172,38 @@ def test_inference_modes_check_only_what_they_load(tmp_path):
   assert 'Use that config to predict' in str(e.value)
 
 
+def test_speaker_norm_is_checked_by_evaluate_and_predict(tmp_path):
+  trained = selfattn_gender.get_config('tiny')
+  trained.speaker_norm = True
+  path = _trained(tmp_path, trained)
+  for mode in ('evaluate', 'predict', 'export'):
+    with pytest.raises(workdir.ConfigMismatchError, match='speaker_norm'):
+      workdir.check_config(selfattn_gender.get_config('tiny'), path, mode)
+
+
+def test_workdir_of_an_older_config_still_matches(tmp_path):
+  """A config.json written before fields were added (at the value that reproduces
+  it) and a union named by a '+' string match today's config."""
+  config = cnn2d_bilstm.get_config()
+  path = _trained(tmp_path, config)
+  with open(os.path.join(path, 'config.json')) as f:
+    old = json.load(f)
+  for key in ('speaker_norm', 'class_balance', 'mixup_alpha'):
+    del old[key]
+  for key in ('k', 'val_fraction', 'split_seed', 'train', 'test', 'test_speakers',
+              'validation_speakers'):
+    del old['protocol'][key]
+  old['data']['name'] = 'ser_crema_d+ravdess'
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(old, f)
+  for mode in ('train', 'evaluate', 'predict'):
+    assert workdir.check_config(config, path, mode) == {}
+  changed = cnn2d_bilstm.get_config()
+  changed.speaker_norm = True
+  with pytest.raises(workdir.ConfigMismatchError, match='speaker_norm'):
+    workdir.check_config(changed, path, 'train')
+
+
 def _run(args, timeout=120):
   return subprocess.run([sys.executable, 'run.py', *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout)

@@ -28,6 +28,9 @@ _SHARED_FIELDS = (
     'selection.mode',
     'data.name', 'data.classes', 'data.builder_config', 'data.data_dir', 'data.split',
     'data.exclude_labels', 'data.where', 'protocol.name', 'protocol.fold', 'protocol.folds',
+    'protocol.k', 'protocol.val_fraction', 'protocol.fractions', 'protocol.split_seed',
+    'protocol.train', 'protocol.test', 'protocol.test_speakers',
+    'protocol.validation_speakers',
     'features.name', 'features.sample_rate', 'model.name')
 
 

@@ -309,6 +309,8 @@ def load_predictor(config, workdir: str, checkpoint: str | None = None,
   """The SVM trainer's predictor: the run's fitted scaler + SVM on the whole
   file's statistics (no segments; `checkpoint` and `gender` do not apply)."""
   del config, checkpoint, gender
+  if not workdir:
+    raise trainers.ModeNotAvailable('the SVM predicts with a trained run: pass its --workdir')
   model = load_model(workdir)
   if model.get('speaker_norm'):
     raise trainers.ModeNotAvailable(
