@@ -40,10 +40,24 @@ def _commands(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _flag_args(command: str) -> list[str]:
+  """The command's words with absl's `--flag value` written `--flag=value`."""
+  words, out = shlex.split(command), []
+  i = 0
+  while i < len(words):
+    arg = words[i]
+    if (arg.startswith('--') and '=' not in arg and i + 1 < len(words)
+        and not words[i + 1].startswith('-')):
+      arg, i = f'{arg}={words[i + 1]}', i + 1
+    out.append(arg)
+    i += 1
+  return out
+
+
 def portable_command(command: str, workdir: str) -> str:
   """The command with this machine's paths replaced (workdir, data dir, python)."""
   out = []
-  for arg in shlex.split(command):
+  for arg in _flag_args(command):
     if arg.startswith('--workdir='):
       arg = f'--workdir=runs/{os.path.basename(os.path.normpath(workdir))}'
     elif arg.startswith('--config.data.data_dir='):
@@ -55,8 +69,8 @@ def portable_command(command: str, workdir: str) -> str:
 
 
 def _config_file(command: str) -> str:
-  m = re.search(r'--config=(\S+)', command)
-  return m.group(1) if m else '?'
+  found = [a.split('=', 1)[1] for a in _flag_args(command) if a.startswith('--config=')]
+  return found[0] if found else '?'
 
 
 def _protocol(cfg: dict) -> str:

@@ -116,6 +116,12 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
                             '--config.data.data_dir=DATA_DIR --workdir=runs/'
                             + os.path.basename(workdir))
   assert set(row['recall'].split()[::2]) <= {'neu', 'hap', 'sad', 'ang'}
+  spaced = (f'python run.py --config configs/selfattn_gender.py:tiny --workdir {workdir} '
+            f'--config.data.data_dir {config.data.data_dir}')   # absl's other form
+  assert results._config_file(spaced) == 'configs/selfattn_gender.py:tiny'
+  assert results.portable_command(spaced, workdir) == (
+      'python run.py --config=configs/selfattn_gender.py:tiny --workdir=runs/'
+      + os.path.basename(workdir) + ' --config.data.data_dir=DATA_DIR')
   assert results.main([workdir]) == 0
   out = capsys.readouterr().out
   assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
