@@ -10,7 +10,8 @@ figures exist. The parts, each a config field of the neural trainer:
 - per-speaker feature normalisation (`speaker_norm`): every speaker's frames
   z-scored with that speaker's own statistics, test speakers included
   (transductive: from their unlabelled audio; docs/results.md reports the
-  recipe with and without it). predict and export refuse such a model;
+  recipe with and without it). predict takes the files of one call as one
+  speaker's recordings; export refuses;
 - class-balanced loss weights (`class_balance`: calm and surprised are rare);
 - mixup of features and labels (`mixup_alpha`) and SpecAugment masks
   (`augment.features`);

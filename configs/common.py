@@ -102,7 +102,7 @@ def base() -> ml_collections.ConfigDict:
   c.feature_cache = True
   # True: z-score every segment with its speaker's own feature statistics (over all
   # of that speaker's audio, test speakers included: transductive) before the
-  # training statistics; predict and export then refuse (they take files).
+  # training statistics; predict takes a call's files as one speaker, export refuses.
   c.speaker_norm = False
   c.class_balance = False         # True: loss weights N / (K n_c) per training class
   c.mixup_alpha = 0.0             # > 0: mixup of features and labels, lam ~ Beta(a, a)

@@ -77,6 +77,9 @@ class Predictor:
   segment_samples: int | None   # None: the whole file is one input
   many: Callable
   files_per_call: int = 64
+  # Set for a model trained with speaker_norm: observe(waveforms) adds them to the
+  # statistics of the one speaker the call's files are taken to be, before `many`.
+  observe: Callable | None = None
 
   def __call__(self, audio: np.ndarray) -> tuple[np.ndarray, dict]:
     return self.many([audio])[0]

@@ -127,20 +127,46 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   return exp
 
 
-def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
-  """Gives every segment of every split its speaker's feature mean and std
-  (`Segments.speaker_norm`), over all of that speaker's valid frames in all
-  splits; the steps then z-score each segment with them before the training
-  statistics. Speaker normalisation uses the test speakers' unlabelled audio
-  (transductive) and is reported as such."""
+SPEAKER_MIN_STD = 1e-3
+
+
+def segment_moments(exp: Experiment) -> Callable:
+  """seg → per segment (valid frames [S], sum [S, F, C], sum of squares [S, F, C]) of
+  its front-end features, float64 on the host: what speaker statistics add up."""
   rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)
 
-  def moments(batch):   # per example: valid frames, sum and sum of squares [F, C]
+  def moments(batch):
     feats, mask = exp.frontend(batch['audio'].astype(jnp.float32) / 32768.0, batch['lengths'])
     m = mask.astype(jnp.float32)[..., None, None]
     return m.sum(axis=(1, 2, 3)), (feats * m).sum(axis=1), (jnp.square(feats) * m).sum(axis=1)
 
   moments = jax.jit(moments, in_shardings=(data,), out_shardings=rep)
+
+  def run(seg: input_pipeline.Segments):
+    rows = []
+    for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
+      batch = {'audio': batch['audio'], 'lengths': batch['lengths']}
+      rows.append([np.asarray(v, np.float64)
+                   for v in jax.device_get(moments(sharding.shard_batch(batch, exp.mesh)))])
+    return tuple(np.concatenate([r[i] for r in rows])[:len(seg)] for i in range(3))
+
+  return run
+
+
+def speaker_stats(n: float, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+  """[2, F, C] mean and std (floored at SPEAKER_MIN_STD) from summed moments."""
+  mean = s1 / n
+  std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+  return np.stack([mean, np.maximum(std, SPEAKER_MIN_STD)]).astype(np.float32)
+
+
+def add_speaker_norm(exp: Experiment) -> None:
+  """Gives every segment of every split its speaker's feature mean and std
+  (`Segments.speaker_norm`), over all of that speaker's valid frames in all
+  splits; the steps then z-score each segment with them before the training
+  statistics. Speaker normalisation uses the test speakers' unlabelled audio
+  (transductive) and is reported as such."""
+  moments = segment_moments(exp)
   totals = {}
   for seg in exp.segments.values():
     speakers = seg.utterances.speakers[seg.utterance]
@@ -148,12 +174,7 @@ def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
     # plain paths and the kept originals ('path#original') are.
     paths = seg.utterances.paths[seg.utterance].astype(str)
     own = (np.char.find(paths, '#') < 0) | (np.char.endswith(paths, '#original'))
-    rows = []
-    for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
-      batch = {'audio': batch['audio'], 'lengths': batch['lengths']}
-      rows.append([np.asarray(v, np.float64)
-                   for v in jax.device_get(moments(sharding.shard_batch(batch, exp.mesh)))])
-    n, s1, s2 = (np.concatenate([r[i] for r in rows])[:len(seg)] for i in range(3))
+    n, s1, s2 = moments(seg)
     for spk in np.unique(speakers):
       for which, pick in ((0, (speakers == spk) & own), (1, speakers == spk)):
         t = totals.setdefault(spk, [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])[which]
@@ -162,16 +183,13 @@ def add_speaker_norm(exp: Experiment, min_std: float = 1e-3) -> None:
         t[2] = t[2] + s2[pick].sum(axis=0)
   stats = {}
   for spk, (own_totals, all_totals) in totals.items():
-    n, s1, s2 = own_totals
-    if n == 0:   # offline augmentation without include_original: only variants left
+    if own_totals[0] == 0:   # offline augmentation without include_original
       logging.warning('speaker_norm: speaker %s has no original audio (offline augmentation '
                       'without include_original); using its augmented copies.', spk)
-      n, s1, s2 = all_totals
-    if n == 0:
+      own_totals = all_totals
+    if own_totals[0] == 0:
       raise ValueError(f'speaker_norm: speaker {spk} has no valid frames')
-    mean = s1 / n
-    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
-    stats[spk] = np.stack([mean, np.maximum(std, min_std)]).astype(np.float32)
+    stats[spk] = speaker_stats(*own_totals)
   for name, seg in exp.segments.items():
     speakers = seg.utterances.speakers[seg.utterance]
     exp.segments[name] = dataclasses.replace(
@@ -323,13 +341,13 @@ def evaluate_to_folder(config, workdir: str | None, checkpoint: str | None, spli
 # Prediction with a trained neural model.
 
 def check_no_speaker_norm(config, mode: str):
-  """predict and export take files, not speakers: a model trained on
-  speaker-normalised features has no statistics for them (yet)."""
+  """export takes waveforms one at a time: a model trained on speaker-normalised
+  features has no speaker statistics there."""
   if config.speaker_norm:
     raise trainers_lib.ModeNotAvailable(
         f'--mode={mode} is not available for a model trained with speaker_norm=True: it '
-        'normalises each speaker by that speaker\'s own recordings, and --mode='
-        f'{mode} takes files, not speakers')
+        'normalises each speaker by that speaker\'s own recordings, and the SavedModel '
+        'takes one waveform at a time')
 
 
 def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
@@ -337,12 +355,13 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   """The neural trainers' predictor: a checkpoint (default: the best), each
   utterance cut into the training's segments, posteriors aggregated as in
   evaluation; with a gender-conditioned model and no `gender`, the posteriors
-  of both gender inputs are averaged (a model without the input runs once). The segments of all the waveforms of a
+  of both gender inputs are averaged (a model without the input runs once). A model
+  trained with speaker_norm takes the files of a call as one speaker's: `observe`
+  them all first (predict.predict_files does), their statistics normalise each. The segments of all the waveforms of a
   call share batches (one compiled batch shape), so a folder of short clips
   costs one forward pass per `batch_size` segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
     raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
-  check_no_speaker_norm(config, 'predict')
   exp = build_experiment(config, with_data=False)
   ckpt, step = resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = restore_for_eval(exp, ckpt, step)
@@ -356,13 +375,31 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     genders, said = [0, 1], 'unknown (averaged)'
   fields = {'gender': said, 'checkpoint_step': int(step)}
 
+  speaker = {'totals': [0.0, 0.0, 0.0], 'files': 0}   # speaker_norm: the call's speaker
+
+  def segments_of(audios, copies):
+    n = len(audios)
+    unknown = np.full(n * copies, '?')
+    utts = input_pipeline.Utterances(   # every waveform once per gender input
+        [a for _ in range(copies) for a in audios], np.zeros(n * copies, np.int32),
+        np.repeat(np.asarray(genders[:copies], np.int32), n), unknown, unknown)
+    return input_pipeline.segment(utts, *cut)
+
+  def observe(audios):
+    """Adds waveforms to the statistics of the one speaker they are taken to be."""
+    n_, s1, s2 = moments(segments_of(audios, 1))
+    t = speaker['totals']
+    speaker['totals'] = [t[0] + n_.sum(), t[1] + s1.sum(axis=0), t[2] + s2.sum(axis=0)]
+    speaker['files'] += len(audios)
+
   def many(audios):
     n, g = len(audios), len(genders)
-    unknown = np.full(n * g, '?')
-    utts = input_pipeline.Utterances(   # every waveform once per gender input
-        [a for _ in genders for a in audios], np.zeros(n * g, np.int32),
-        np.repeat(np.asarray(genders, np.int32), n), unknown, unknown)
-    seg = input_pipeline.segment(utts, *cut)
+    seg = segments_of(audios, g)
+    if config.speaker_norm:
+      if not speaker['files']:
+        raise ValueError('speaker_norm: observe() the speaker\'s recordings first')
+      stats = speaker_stats(*speaker['totals'])
+      seg = dataclasses.replace(seg, speaker_norm=np.broadcast_to(stats, (len(seg),) + stats.shape))
     p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
     pooled = evaluate_lib.aggregate(p, seg.utterance, n * g, config.aggregation)
     probs = pooled.reshape(g, n, -1).mean(axis=0)
@@ -370,5 +407,7 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     counts = np.bincount(seg.utterance, minlength=n * g)[:n]
     return [(probs[i], {'segments': int(counts[i]), **fields}) for i in range(n)]
 
+  moments = segment_moments(exp) if config.speaker_norm else None
   return experiment_lib.Predictor(exp.class_names, int(config.features.sample_rate), cut[0],
-                                  many, files_per_call=max(1, 2 * config.batch_size // len(genders)))
+                                  many, files_per_call=max(1, 2 * config.batch_size // len(genders)),
+                                  observe=observe if config.speaker_norm else None)

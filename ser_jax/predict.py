@@ -73,7 +73,19 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
   """
   predictor = load_predictor(config, workdir, checkpoint, gender)
   sr = predictor.sample_rate
-  caveat = trained_on_synthetic(config, workdir)
+  caveats = [c for c in (trained_on_synthetic(config, workdir),) if c]
+  paths = list(paths)
+  if predictor.observe is not None:   # speaker_norm: a first pass over the files
+    good = 0
+    for group in _groups(_decoded(paths, sr), predictor.files_per_call):
+      audios = [audio for _, audio, error in group if error is None]
+      if audios:
+        predictor.observe(audios)
+        good += len(audios)
+    note = (f'this model normalises by speaker: the {good} readable file(s) of this call '
+            'were taken as one speaker\'s recordings (give one speaker per call)')
+    logging.warning('%s.', note[0].upper() + note[1:])
+    caveats.append(note)
   for group in _groups(_decoded(paths, sr), predictor.files_per_call):
     good = [audio for _, audio, error in group if error is None]
     answers = iter(predictor.many(good) if good else ())
@@ -81,7 +93,7 @@ def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None
       if error:
         yield {'path': path, 'error': error}
         continue
-      warnings = [caveat] if caveat else []
+      warnings = list(caveats)
       short = predictor.segment_samples and short_clip_warning(
           len(audio), predictor.segment_samples, sr)
       if short:

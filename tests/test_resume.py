@@ -13,12 +13,14 @@ from unittest import mock
 import jax
 import numpy as np
 import pytest
+import soundfile
 
 from configs import selfattn_gender
 from ser_jax import checkpoints
 from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import neural_experiment
+from ser_jax import predict
 from ser_jax import sharding
 from ser_jax import trainers
 from ser_jax.trainers import neural as train
@@ -398,8 +400,38 @@ def test_speaker_norm_zscores_each_speaker_with_its_own_statistics(data_dir, tmp
                                exp.mesh)
   _, m = train.make_train_step(exp)(state, batch)
   assert np.isfinite(float(m['loss']))
+
+
+def test_speaker_norm_predictions_equal_evaluation_for_a_whole_speaker(data_dir, tmp_path):
+  """predict takes the files of a call as one speaker's: given all of a test speaker's
+  recordings, it normalises exactly as evaluation did and gives its posteriors."""
+  config = _tiny(data_dir, speaker_norm=True, num_epochs=1)
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  exp = neural_experiment.build_experiment(config)
+  utts = exp.segments['test'].utterances
+  speaker = sorted(set(utts.speakers))[0]
+  pick = np.flatnonzero(utts.speakers == speaker)
+  gender = ('female', 'male')[int(utts.genders[pick[0]])]
+  predictor = neural_experiment.load_predictor(config, workdir, None, gender)
+  predictor.observe([utts.audio[i] for i in pick])
+  answers = predictor.many([utts.audio[i] for i in pick])
+  expected = {r['path']: r['probabilities'] for r in results['test']['predictions']}
+  for i, (probs, _) in zip(pick, answers):
+    want = np.asarray(expected[str(utts.paths[i])])
+    np.testing.assert_allclose(probs, want / want.sum(), atol=2e-5)   # predict renormalises
+  paths = []
+  for k, i in enumerate(pick):   # the same recordings as files: one call, one speaker
+    paths.append(str(tmp_path / f'{k}.wav'))
+    soundfile.write(paths[-1], utts.audio[i], 16000, subtype='PCM_16')
+  out = list(predict.predict_files(config, workdir, paths, gender))
+  assert [r['path'] for r in out] == paths
+  assert all(any('taken as one speaker' in w for w in r['warnings']) for r in out)
+  for r, (probs, _) in zip(out, answers):   # int16 → float → int16 rescales by 32767/32768
+    np.testing.assert_allclose(list(r['probabilities'].values()), probs, atol=5e-3)
   with pytest.raises(trainers.ModeNotAvailable, match='speaker_norm'):
-    neural_experiment.load_predictor(config, str(tmp_path))
+    from ser_jax import export  # pylint: disable=g-import-not-at-top
+    export.export_saved_model(config, workdir, str(tmp_path / 'export'))
 
 
 def test_class_weights_even_out_the_classes():
