@@ -65,7 +65,17 @@ def portable_command(command: str, workdir: str) -> str:
     elif re.match(r'^(/\S*/)?python[0-9.]*$', arg):
       arg = 'python'
     out.append(arg)
-  return ' '.join(shlex.quote(a) if a.strip() != a or ' ' in a else a for a in out)
+  return ' '.join(_shell_word(a) for a in out)
+
+
+def _shell_word(word: str) -> str:
+  """`word` as a shell reads it back: bare when safe, in double quotes when it holds
+  single quotes only (readable: "--config.data.classes=('a','b')"), else shlex.quote."""
+  if shlex.quote(word) == word:
+    return word
+  if "'" in word and not any(c in word for c in '"$`\\!'):
+    return f'"{word}"'
+  return shlex.quote(word)
 
 
 def _config_file(command: str) -> str:

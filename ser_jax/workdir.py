@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -74,7 +75,7 @@ class ConfigMismatchError(ValueError):
 def _holder_info() -> dict:
   return {'host': socket.gethostname(), 'pid': os.getpid(),
           'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-          'command': ' '.join([os.path.basename(sys.executable)] + sys.argv)}
+          'command': shlex.join([os.path.basename(sys.executable)] + sys.argv)}
 
 
 def _describe(info: dict) -> str:

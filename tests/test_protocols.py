@@ -122,6 +122,10 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
   assert results.portable_command(spaced, workdir) == (
       'python run.py --config=configs/selfattn_gender.py:tiny --workdir=runs/'
       + os.path.basename(workdir) + ' --config.data.data_dir=DATA_DIR')
+  quoted = results.portable_command(
+      "python run.py \"--config.data.classes=('neutral','sad')\" --workdir=/x/y", workdir)
+  assert quoted == 'python run.py "--config.data.classes=(\'neutral\',\'sad\')" --workdir=runs/' + (
+      os.path.basename(workdir))
   assert results.main([workdir]) == 0
   out = capsys.readouterr().out
   assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
