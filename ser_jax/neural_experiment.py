@@ -356,10 +356,11 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   utterance cut into the training's segments, posteriors aggregated as in
   evaluation; with a gender-conditioned model and no `gender`, the posteriors
   of both gender inputs are averaged (a model without the input runs once). A model
-  trained with speaker_norm takes the files of a call as one speaker's: `observe`
-  them all first (predict.predict_files does), their statistics normalise each. The segments of all the waveforms of a
-  call share batches (one compiled batch shape), so a folder of short clips
-  costs one forward pass per `batch_size` segments, not one per file."""
+  trained with speaker_norm takes the waveforms it observes as one speaker's:
+  `observe` them all first (predict.predict_files does); their statistics
+  normalise each. The segments of all the waveforms of a call share batches (one
+  compiled batch shape), so a folder of short clips costs one forward pass per
+  `batch_size` segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
     raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
   exp = build_experiment(config, with_data=False)
@@ -375,7 +376,8 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     genders, said = [0, 1], 'unknown (averaged)'
   fields = {'gender': said, 'checkpoint_step': int(step)}
 
-  speaker = {'totals': [0.0, 0.0, 0.0], 'files': 0}   # speaker_norm: the call's speaker
+  moments = segment_moments(exp) if config.speaker_norm else None
+  speaker = {'totals': [0.0, 0.0, 0.0], 'files': 0}   # speaker_norm: the observed speaker
 
   def segments_of(audios, copies):
     n = len(audios)
@@ -407,7 +409,6 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     counts = np.bincount(seg.utterance, minlength=n * g)[:n]
     return [(probs[i], {'segments': int(counts[i]), **fields}) for i in range(n)]
 
-  moments = segment_moments(exp) if config.speaker_norm else None
   return experiment_lib.Predictor(exp.class_names, int(config.features.sample_rate), cut[0],
                                   many, files_per_call=max(1, 2 * config.batch_size // len(genders)),
                                   observe=observe if config.speaker_norm else None)

@@ -4,7 +4,7 @@
 Orbax checkpoints (the last few and the best by `selection`), resumes from
 the latest one, and ends by evaluating the best checkpoint on validation and
 test. What inference needs (building the experiment, restoring a checkpoint,
-the eval step) is in `ser_jax.experiment`.
+the eval step) is in `ser_jax.neural_experiment`.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
     feats, mask = _features(exp, batch, state.norm, rng)
     labels, weight = batch['labels'], batch['weight']
     loss_weight = weight if cw is None else weight * cw[labels]
-    mixed = ()
+    mixed, pair_weight = (), loss_weight   # pair_weight: what the loss averages over
     if alpha > 0:
       k_perm, k_lam = jax.random.split(jax.random.fold_in(rng, 3))
       perm = jax.random.permutation(k_perm, labels.shape[0])
@@ -129,6 +129,7 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
       feats = lam.reshape(shape) * feats + (1 - lam.reshape(shape)) * feats[perm]
       mask = mask | mask[perm]
       mixed = (labels[perm], lam, loss_weight[perm])
+      pair_weight = lam * loss_weight + (1 - lam) * loss_weight[perm]
     inputs = (feats, mask, batch['gender'], labels, weight, loss_weight, mixed)
     if k == 1:
       (loss, correct), grads = grad_fn(state.params, *inputs, rng)
@@ -146,14 +147,8 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
       (loss, correct, grads), _ = jax.lax.scan(
           body, zeros, (jax.tree.map(split, inputs), jnp.arange(k)))
     total = jnp.maximum(weight.sum(), 1.0)
-    # The loss is a weighted mean: over the examples' loss weights (with mixup,
-    # each pair's lam-mixed weight), equal to `total` without class weights.
-    if cw is None and alpha == 0:
-      norm = total
-    elif alpha > 0:
-      norm = jnp.maximum((lam * loss_weight + (1 - lam) * mixed[2]).sum(), 1e-6)
-    else:
-      norm = jnp.maximum(loss_weight.sum(), 1e-6)
+    # A weighted mean over pair_weight (= weight, so `total`, when both are off).
+    norm = total if cw is None and alpha == 0 else jnp.maximum(pair_weight.sum(), 1e-6)
     loss, grads = loss / norm, jax.tree.map(lambda g: g / norm, grads)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
