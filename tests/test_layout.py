@@ -7,6 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from configs import selfattn_gender
+from configs import svm_features
+from ser_jax import trainers
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(REPO, 'ser_jax')
 
@@ -99,3 +105,16 @@ def test_only_the_registry_knows_trainer_names():
   run_py = os.path.join(REPO, 'run.py')
   offenders += [f'run.py:{i}' for i, line in enumerate(open(run_py), 1) if pattern.search(line)]
   assert not offenders, offenders
+
+
+def test_the_registry_names_a_missing_config_field_and_an_absent_mode():
+  config = selfattn_gender.get_config('tiny')
+  assert trainers.get(config).name == 'neural'
+  del config.features['max_segments']
+  with pytest.raises(trainers.ConfigFieldMissing, match="'features.max_segments' is missing"):
+    trainers.get(config)
+  svm = trainers.get(svm_features.get_config('tiny'))
+  for mode in ('evaluate', 'export'):
+    with pytest.raises(trainers.ModeNotAvailable, match=f'--mode={mode} is not available'):
+      svm.function(mode)
+  assert callable(svm.function('predictor'))
