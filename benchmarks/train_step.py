@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from ser_jax import models  # noqa: E402
 from ser_jax import sharding  # noqa: E402
+from ser_jax import workdir  # noqa: E402
 from ser_jax import neural_experiment  # noqa: E402
 from ser_jax.trainers import neural  # noqa: E402
 
@@ -162,7 +163,9 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
   return {
       'model': model, 'config_arg': config_arg, 'inputs': inputs, 'dtype': dtype_name,
       'batch_size': b, 'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
-      'platform': jax.default_backend(), 'params': n_params,
+      'platform': jax.default_backend(), 'cpu': workdir.cpu_model(), 'cores': os.cpu_count(),
+      'cpu_bf16_flags': workdir.cpu_bf16_flags(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'params': n_params,
       'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
       'step_s_min': round(min(times), 4), 'examples_per_s': round(b / step_s, 2),
       'xla_gflop_per_step': round(flops / 1e9, 3) if flops else None,

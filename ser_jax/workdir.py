@@ -359,6 +359,20 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def cpu_bf16_flags() -> list[str]:
+  """The bf16 and AMX instruction sets /proc/cpuinfo lists (avx512_bf16, amx_bf16, …);
+  empty where the CPU has none or there is no such file."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return sorted(x for x in line.split(':', 1)[1].split()
+                        if 'bf16' in x or x.startswith('amx'))
+  except OSError:
+    pass
+  return []
+
+
 def first_command(workdir: str) -> str | None:
   """The command that first trained `workdir` (from commands.jsonl), if known."""
   path = os.path.join(workdir, COMMANDS_NAME)

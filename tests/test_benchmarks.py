@@ -23,6 +23,8 @@ def test_train_step_benchmark_reports_speed_and_profile(tmp_path):
     assert r['top_ops_ms_per_step'] and all(v >= 0 for v in r['top_ops_ms_per_step'].values())
     assert os.path.isdir(tmp_path / r['model'])
     assert r['page_faults_per_step'] >= 0
+    assert r['cpu'] and r['cores'] >= 1 and isinstance(r['cpu_bf16_flags'], list)
+    assert 'xla_flags' in r
   # The benchmark restarts itself with the huge-page tunable where it helps.
   from ser_jax import xla_setup
   env_missing = xla_setup.malloc_tunable_missing(
@@ -53,3 +55,23 @@ def test_predict_benchmark_reports_files_per_second_and_agreement():
   assert r['files'] == 12 and r['errors'] == 0 and r['files_per_s'] > 0
   assert 0 < r['first_result_s'] <= r['total_s'] and r['segments'] >= 12
   assert r['compared_files'] == 4 and r['max_abs_diff_vs_one_at_a_time'] < 1e-5
+
+
+def test_xla_cpu_paths_benchmark_times_each_path_in_its_own_process():
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/xla_cpu_paths.py', '--paths=eigen,ynn_dot', '--n=64',
+       '--conv=2,8,8,4,8', '--reps=1'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  head, *rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{')]
+  assert head['cores'] >= 1 and isinstance(head['cpu_bf16_flags'], list)
+  assert [r['path'] for r in rows] == ['eigen', 'ynn_dot']
+  assert rows[0]['xla_flags'] == '' and 'ynn' in rows[1]['xla_flags']
+  for r in rows:
+    for op in ('dot', 'conv'):
+      assert r[f'{op}_float32_gflop_s'] > 0 and r[f'{op}_bfloat16_gflop_s'] > 0
+      assert 0 <= r[f'{op}_bf16_rel_err'] < 0.05     # bf16 inputs, f32 accumulation
+  assert '| eigen |' in out.stderr
+  bad = subprocess.run([sys.executable, 'benchmarks/xla_cpu_paths.py', '--paths=mkl'],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and 'unknown path' in bad.stderr
