@@ -106,6 +106,7 @@ def base() -> ml_collections.ConfigDict:
   c.speaker_norm = False
   c.class_balance = False         # True: loss weights N / (K n_c) per training class
   c.mixup_alpha = 0.0             # > 0: mixup of features and labels, lam ~ Beta(a, a)
+  c.ema_decay = 0.0               # > 0: evaluate/select/predict with an EMA of the params
   return c
 
 

@@ -34,7 +34,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   exp = neural_lib.build_experiment(config, with_data=False)
   ckpt, step = neural_lib.resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = neural_lib.restore_for_eval(exp, ckpt, step)
-  params = jax.device_get(state.params)
+  params = jax.device_get(neural_lib.inference_params(state))
   norm = jax.device_get(state.norm)
   sr = int(config.features.sample_rate)
   seg_len, hop, max_segments = neural_lib.segmentation(config)

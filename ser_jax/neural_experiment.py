@@ -40,6 +40,13 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: Any
   norm: Any        # feature statistics {'mean', 'std'} of the training split
   rng: jax.Array   # raw uint32 key data, so it checkpoints as a plain array
+  ema: Any = None  # exponential moving average of params (`ema_decay` > 0), else None
+
+
+def inference_params(state: TrainState):
+  """The parameters evaluation, predict and export use: the moving average
+  when the run keeps one (`ema_decay` > 0), else the trained parameters."""
+  return state.params if state.ema is None else state.ema
 
 
 @dataclasses.dataclass
@@ -210,7 +217,8 @@ def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=exp.tx.init(params),
         norm={'mean': jnp.zeros(shape, jnp.float32), 'std': jnp.ones(shape, jnp.float32)},
-        rng=jax.random.key_data(state_rng))
+        rng=jax.random.key_data(state_rng),
+        ema=jax.tree.map(jnp.copy, params) if exp.config.ema_decay > 0 else None)
 
   return jax.jit(init, out_shardings=sharding.replicated(exp.mesh))()
 
@@ -239,7 +247,7 @@ def make_eval_step(exp: Experiment) -> Callable:
   def eval_step(state: TrainState, batch):
     feats, mask = frontend_output(exp, batch)
     feats = features_lib.normalize(feats, state.norm, mask)
-    logits = exp.model.apply({'params': state.params}, feats, mask, batch['gender'])
+    logits = exp.model.apply({'params': inference_params(state)}, feats, mask, batch['gender'])
     return jax.nn.softmax(logits, axis=-1)
 
   rep, data = sharding.replicated(exp.mesh), sharding.batch_sharded(exp.mesh)

@@ -17,6 +17,7 @@ import soundfile
 
 from configs import selfattn_gender
 from ser_jax import checkpoints
+from ser_jax import features
 from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import neural_experiment
@@ -475,3 +476,41 @@ def test_speaker_norm_ignores_offline_augmented_copies(data_dir):
   assert 0 < originals.sum() < len(seg)
   np.testing.assert_allclose(seg.speaker_norm[originals],
                              plain.segments['train'].speaker_norm, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_path):
+  """ema_decay: the state's average obeys ema ← r·ema + (1 − r)·params with
+  r = min(d, (1 + t) / (10 + t)); the eval step applies it, not the raw params;
+  a run's checkpoints keep it and its results are the average's."""
+  decay = 0.8
+  exp = neural_experiment.build_experiment(_tiny(data_dir, ema_decay=decay))
+  state = neural_experiment.create_train_state(exp, jax.random.key(0))
+  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+  _assert_trees_equal(state.ema, state.params)
+  expected = jax.device_get(state.params)
+  step = train.make_train_step(exp)
+  batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
+  for t in range(4):
+    state, _ = step(state, sharding.shard_batch(next(batches), exp.mesh))
+    r = min(decay, (1 + t) / (10 + t))
+    expected = jax.tree.map(lambda e, p: r * e + (1 - r) * p, expected,
+                            jax.device_get(state.params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               jax.device_get(state.ema), expected)
+  batch = sharding.shard_batch(next(batches), exp.mesh)
+  probs = np.asarray(neural_experiment.make_eval_step(exp)(state, batch))
+  raw = np.asarray(neural_experiment.make_eval_step(exp)(state.replace(ema=None), batch))
+  feats, mask = neural_experiment.frontend_output(exp, batch)
+  feats = features.normalize(feats, state.norm, mask)
+  want = jax.nn.softmax(exp.model.apply({'params': state.ema}, feats, mask, batch['gender']))
+  np.testing.assert_allclose(probs, np.asarray(want), atol=1e-6)
+  assert np.abs(probs - raw).max() > 1e-4
+
+  config = _tiny(data_dir, ema_decay=decay, num_epochs=2)
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  ckpt, _ = neural_experiment.resolve_checkpoint(workdir, None, config.selection)
+  restored, best = neural_experiment.restore_for_eval(exp, ckpt)
+  assert best == results['checkpoint_step'] and restored.ema is not None
+  again = neural_experiment.evaluate_splits(exp, restored, ('test',))['test']
+  assert again['uar'] == results['test']['uar'] and again['wa'] == results['test']['wa']

@@ -188,7 +188,7 @@ def test_workdir_of_an_older_config_still_matches(tmp_path):
   path = _trained(tmp_path, config)
   with open(os.path.join(path, 'config.json')) as f:
     old = json.load(f)
-  for key in ('speaker_norm', 'class_balance', 'mixup_alpha'):
+  for key in ('speaker_norm', 'class_balance', 'mixup_alpha', 'ema_decay'):
     del old[key]
   for key in ('k', 'val_fraction', 'split_seed', 'train', 'test', 'test_speakers',
               'validation_speakers'):

@@ -90,12 +90,19 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
   full-batch gradient, for k times less activation memory.
   A non-finite loss or gradient leaves the state unchanged and is reported in
   the metrics (`nonfinite`), so the last good parameters survive.
+
+  With `config.ema_decay` = d > 0 the state also keeps an exponential moving
+  average of the parameters, ema ← r·ema + (1 − r)·params after each update
+  with r = min(d, (1 + t) / (10 + t)) at update t (the warm-up of TensorFlow's
+  ExponentialMovingAverage, so the average does not remember the
+  initialisation); evaluation, checkpoint selection, predict and export use it.
   """
   k = _accum_steps(exp)
   micro_sharding = jax.sharding.NamedSharding(
       exp.mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
 
   alpha = float(exp.config.mixup_alpha)
+  ema_decay = float(exp.config.ema_decay)
   cw = None if loss_weights is None else jnp.asarray(loss_weights, jnp.float32)
 
   def loss_sum(params, feats, mask, gender, labels, weight, loss_weight, mixed, rng):
@@ -157,6 +164,11 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
                               opt_state=keep(opt_state, state.opt_state))
+    if ema_decay > 0:
+      t = state.step.astype(jnp.float32)
+      r = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+      ema = jax.tree.map(lambda e, p: r * e + (1.0 - r) * p, state.ema, new_state.params)
+      new_state = new_state.replace(ema=keep(ema, state.ema))
     metrics = {'loss': loss, 'accuracy': correct / total, 'grad_norm': grad_norm,
                'nonfinite': ~finite}
     return new_state, metrics
