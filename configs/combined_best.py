@@ -16,7 +16,11 @@ figures exist. The parts, each a config field of the neural trainer:
 - mixup of features and labels (`mixup_alpha`) and SpecAugment masks
   (`augment.features`);
 - every 3 s segment of a file with a 1.5 s hop, posteriors averaged per utterance;
-- model selection and early stopping on validation UAR.
+- model selection and early stopping on validation UAR;
+- an exponential moving average of the weights (`ema_decay=0.999`, about 3
+  epochs), which is what is evaluated and selected: on fold 0's validation
+  speakers the best UAR rose from 64.3 to 64.7 % and the epoch-to-epoch curve
+  steadied (docs/results.md).
 
 Config argument: combined (default) | synthetic | tiny (see configs/common.py).
 """
@@ -34,6 +38,7 @@ def get_config(arg: str = 'combined'):
   c.speaker_norm = True
   c.class_balance = True
   c.mixup_alpha = 0.2
+  c.ema_decay = 0.999
   c.augment.features.update(time_masks=2, time_mask_max_frames=12, freq_masks=2,
                             freq_mask_max_bins=6)
   c.selection = ml_collections.ConfigDict(dict(metric='val_uar', mode='max'))
