@@ -71,7 +71,7 @@ def measure(n: int, conv: tuple[int, int, int, int, int], reps: int) -> dict:
     for name, fn, args in (('dot', dot, dot_in), ('conv', conv2d, conv_in)):
       cast = [jnp.asarray(a, dtype) for a in args]
       seconds, out = _time(fn, cast, reps)
-      result[f'{name}_{dtype}_gflop_s'] = round(flops[name] / seconds / 1e9, 1)
+      result[f'{name}_{dtype}_gflop_s'] = float(f'{flops[name] / seconds / 1e9:.4g}')
       out = np.asarray(out, np.float64)
       if dtype == 'float32':
         reference[name] = out

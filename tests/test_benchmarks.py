@@ -75,3 +75,13 @@ def test_xla_cpu_paths_benchmark_times_each_path_in_its_own_process():
   bad = subprocess.run([sys.executable, 'benchmarks/xla_cpu_paths.py', '--paths=mkl'],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
   assert bad.returncode == 2 and 'unknown path' in bad.stderr
+
+
+def test_keras_peer_builds_the_same_network_and_reports_speed():
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/peer_keras.py', '--steps=1', '--warmup=0', '--batch_size=4'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  assert r['params'] == 709_128          # ser_jax's cnn2d_bilstm at 130×40, 8 classes
+  assert r['examples_per_s'] > 0 and r['loss_finite'] and r['peer'].startswith('keras')
