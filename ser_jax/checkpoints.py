@@ -251,7 +251,7 @@ class Checkpoints:
     _NOISE.restoring += 1
     try:
       return self.manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception:  # pylint: disable=broad-except
       mismatch = self._mismatch(step, abstract)
       if mismatch:
         raise CheckpointMismatchError(

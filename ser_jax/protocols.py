@@ -180,7 +180,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '
       f'{config.aggregation}-pooled per utterance',
-      f'- config: `config.json` of each run folder; fold assignments in `splits/`',
+      '- config: `config.json` of each run folder; fold assignments in `splits/`',
       '',
       '## Test results per fold (mean ± std over seeds)',
       '',
