@@ -3,15 +3,16 @@ speaker-grouped 5-fold (`group_kfold`, split_seed 0, the table's folds).
 
 Every setting was chosen on fold 0's validation speakers only. Over the 5
 folds it gives test UAR 65.7 ± 2.4 % and WA 62.0 ± 3.2 % (AMD EPYC, 2 cores,
-13.6–25.9 min a fold; docs/results.md, row 13). That is transductive: it
-uses per-speaker normalisation. The part-by-part ablation is not run yet. The parts, each a config field of the neural trainer:
+13.6–25.9 min a fold; docs/results.md, row 13), transductive since it uses
+per-speaker normalisation; the part-by-part ablation is not run yet. The
+parts, each a config field of the neural trainer:
 
 - Sen et al.'s 2-D CNN + BiLSTM on 40 MFCC (`configs/cnn2d_bilstm.py`), which
   trains an epoch of the combined corpora in under a minute on 2 CPU cores;
 - per-speaker feature normalisation (`speaker_norm`): every speaker's frames
   z-scored with that speaker's own statistics, test speakers included
-  (transductive: from their unlabelled audio; docs/results.md reports the
-  recipe with and without it). predict takes the files of one call as one
+  (transductive: from their unlabelled audio; docs/results.md has the shipped
+  network with and without it on fold 0). predict takes the files of one call as one
   speaker's recordings; export refuses;
 - class-balanced loss weights (`class_balance`: calm and surprised are rare);
 - mixup of features and labels (`mixup_alpha`) and SpecAugment masks
