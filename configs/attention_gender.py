@@ -9,7 +9,7 @@ additive (Bahdanau-style) attention, softmax_t(vᵀ tanh(W h_t + b)), with a
 256-wide projection, instead of self-attention + average pooling.
 9,389,020 parameters at paper size.
 
-Config argument: iemocap (default) | synthetic | tiny, as selfattn_gender.
+Config argument: iemocap (default) | combined | synthetic | tiny, as selfattn_gender.
 """
 from configs import selfattn_gender
 
@@ -21,4 +21,6 @@ def get_config(arg: str = 'iemocap'):
     c.reference = ('Bhushan et al. Model 1 (attention): UAR 59.43 ± 11.57 %, WA 62.92 % '
                    '(IEMOCAP improvised, 4 classes, 10-fold LOSO × 5 seeds); Model 2 '
                    '(self-attention) UAR 62.86 ± 9.43 %')
+    if arg == 'combined':
+      c.reference += ' (not this corpus or protocol)'
   return c

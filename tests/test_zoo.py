@@ -124,6 +124,17 @@ def test_combined_best_is_the_honest_protocol_with_its_parts_on():
   assert config.features.max_segments == 0   # every segment of a file
 
 
+@pytest.mark.parametrize('name', ['selfattn_gender', 'attention_gender'])
+def test_the_gender_models_have_a_combined_corpora_setting_at_a_cpu_width(name):
+  config = get_config(name, 'combined')
+  assert tuple(config.data.name) == ('ser_crema_d', 'ravdess', 'ser_savee', 'tess')
+  assert len(config.data.classes) == 8 and not config.data.where   # no IEMOCAP filter
+  assert config.protocol.name == 'group_kfold' and config.protocol.split_seed == 0
+  assert config.model.name == name and config.model.use_gender
+  assert config.model.conv_features == get_config(name, 'synthetic').model.conv_features
+  assert 'not this corpus' in config.reference
+
+
 def test_svm_config_reads_the_paper():
   config = get_config('svm_features')
   assert config.trainer == 'svm' and config.svm.C == 30 and not config.svm.augment
