@@ -36,6 +36,14 @@ def _speaker_norm(config) -> bool:
               or ('svm' in config and config.svm.speaker_norm))
 
 
+_LEAKY = ('(every file\'s augmented variants split as utterances of their own, before '
+          'the split: a test file\'s variants are trained on) ')
+
+
+def _augmented_before_split(config) -> bool:
+  return bool('svm' in config and config.svm.get('augment_before_split', False))
+
+
 def is_protocol_run(config) -> bool:
   """Whether the config asks for several runs (folds and/or seeds)."""
   return bool(config.protocol.folds) or len(config.seeds) > 1
@@ -175,7 +183,8 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       '',
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
-      + (_TRANSDUCTIVE if _speaker_norm(config) else '') +
+      + (_TRANSDUCTIVE if _speaker_norm(config) else '')
+      + (_LEAKY if _augmented_before_split(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '

@@ -87,6 +87,8 @@ def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
   if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
     text += '; speaker-normalised (transductive)'
+  if (cfg.get('svm') or {}).get('augment_before_split'):
+    text += '; ×4 augmented before the split (leaky: as the paper)'
   return text
 
 

@@ -352,6 +352,35 @@ def test_svm_augments_the_training_files_only(tiny_corpus, tmp_path):
   assert results['test']['num_examples'] == len(results['test']['predictions'])
 
 
+def test_svm_augment_before_split_leaks_variants_of_test_files_only_when_asked(
+    tiny_corpus, tmp_path):
+  from configs import common
+  from ser_jax import results as results_lib
+  config, corpus = _tiny('svm_features', tiny_corpus, tmp_path)
+  config.svm.augment_before_split = True
+  with pytest.raises(ValueError, match='needs svm.augment=True'):
+    svm.train_and_evaluate(config, str(tmp_path / 'off'), corpus=corpus)
+  config.svm.augment = True
+  config.svm.augmentation.stretch_rate = None      # noise only (cheap): ×2
+  config.svm.augmentation.pitch_steps = None
+  config.svm.speaker_norm = True
+  base = lambda p: p.split('#')[0]  # noqa: E731
+  for protocol, leaks in (('stratified_kfold', True), ('group_kfold', False)):
+    config.protocol = common.protocol(protocol, k=3, val_fraction=0.1)
+    workdir = tmp_path / protocol
+    results = svm.train_and_evaluate(config, str(workdir), corpus=corpus)
+    split = json.load(open(workdir / 'splits.json'))['utterances']
+    assert sum(map(len, split.values())) == 2 * len(corpus[0])   # every file and its variant
+    assert {p.split('#')[1] for p in split['test']} == {'original', 'noise'}
+    shared = {base(p) for p in split['test']} & {base(p) for p in split['train']}
+    assert bool(shared) == leaks
+    assert results['svm']['augmented_before_split']
+    assert results['test']['num_examples'] == len(split['test'])
+    assert results['svm']['num_train_vectors'] == len(split['train'])   # nothing added after
+  row = results_lib.row(str(tmp_path / 'stratified_kfold'))
+  assert 'augmented before the split (leaky' in row['protocol']
+
+
 def test_svm_speaker_norm_zscores_each_speaker_and_predict_refuses(tiny_corpus, tmp_path):
   rng = np.random.default_rng(0)
   x = {'train': rng.normal(3.0, 2.0, (6, 4)), 'test': rng.normal(-1.0, 5.0, (3, 4))}

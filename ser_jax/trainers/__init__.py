@@ -100,7 +100,7 @@ _TRAINERS = {
         fields=tuple(f'svm.{k}' for k in (
             'C', 'kernel', 'gamma', 'c_grid', 'probability', 'class_weight',
             'refit_on_validation', 'augment', 'augmentation', 'cache_dir', 'num_workers',
-            'cache_size_mb', 'speaker_norm'))),
+            'cache_size_mb', 'speaker_norm', 'augment_before_split'))),
 }
 
 

@@ -13,6 +13,10 @@ variants of `augment.offline_augment` (noise, time stretch, pitch shift:
 ×4 data, the paper's C=100 setting); validation and test utterances are never
 augmented. (The paper augmented before its 5-fold split, so variants of its
 test files were in training: its 76.1 % is optimistic; ours is not.)
+`svm.augment_before_split` reproduces the paper's protocol to measure that:
+every file's variants join the corpus as utterances of their own before the
+protocol splits it (`split_augmented_pool`), leaky under an utterance-level
+split and reported as such.
 
 Model selection: with `config.svm.c_grid` each C is fitted on the training
 split and the one with the best validation UAR (or `selection.metric`
@@ -131,8 +135,11 @@ def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dic
 def speaker_statistics(x: dict, parts: dict, names) -> dict:
   """{speaker: (mean [D], std [D])} of each speaker's utterance vectors over
   every split (labels unused: transductive, it reads the test speakers' audio)."""
-  vectors = np.concatenate([x[n] for n in names])
-  speakers = np.concatenate([np.asarray(parts[n].speakers) for n in names])
+  return _by_speaker(np.concatenate([x[n] for n in names]),
+                     np.concatenate([np.asarray(parts[n].speakers) for n in names]))
+
+
+def _by_speaker(vectors: np.ndarray, speakers: np.ndarray) -> dict:
   return {s: (vectors[speakers == s].mean(axis=0), vectors[speakers == s].std(axis=0))
           for s in np.unique(speakers)}
 
@@ -188,6 +195,52 @@ def _score(report: dict, metric: str) -> float:
   return report['wa'] if metric == 'val_wa' else report['uar']
 
 
+def split_augmented_pool(config, corpus, params: dict, caches, workers: int):
+  """(parts, speakers, {split: vectors}, by_speaker) under the paper's protocol
+  for augmented data (Gomes et al.: ×4 files, then the stratified 5-fold split).
+
+  Every file of the corpus and each of its `svm.augmentation` variants is an
+  utterance of its own (path 'file#original', 'file#noise', ...; the file's
+  label, gender and speaker) before `config.protocol` splits them, so an
+  utterance-level split puts variants of a test file in training and
+  validation: leaky by design, to measure what the paper's figure owes to it.
+  Speaker-grouped protocols keep a speaker's variants together (no leak).
+  Test figures count every variant as a test utterance, as the paper's folds
+  did. With `speaker_norm`, statistics come from the original files only.
+  """
+  scfg = config.svm
+  sr = int(config.features.sample_rate)
+  stats_cache, aug_cache = caches
+  utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
+  names = [n for n in augment.offline_variants(scfg.augmentation) if n != 'original']
+  if not names:
+    raise ValueError('svm.augment_before_split: svm.augmentation makes no variant '
+                     '(noise_amplitude, stretch_rate and pitch_steps are all None)')
+  orig = svm_features_lib.svm_features(utts.audio, sr, cache_dir=stats_cache,
+                                       num_workers=workers, **params)
+  variants = augmented_features(utts.audio, sr, scfg.augmentation.to_dict(), config.seed,
+                                params, cache_dir=aug_cache, num_workers=workers)
+  speakers = np.asarray(utts.speakers)
+  by_speaker = None
+  if scfg.speaker_norm:   # each speaker's own original files (transductive)
+    by_speaker = _by_speaker(np.asarray(orig), speakers)
+    orig = speaker_normalize(orig, speakers, by_speaker)
+    variants = [speaker_normalize(v, np.full(len(v), spk), by_speaker)
+                for v, spk in zip(variants, speakers)]
+  k = 1 + len(names)
+  vectors = np.concatenate([np.concatenate([np.asarray(o)[None], v])
+                            for o, v in zip(orig, variants)])
+  pool = utts.take(np.repeat(np.arange(len(utts)), k))   # audio by reference, not copied
+  pool.paths = np.asarray([f'{p}#{n}' for p in utts.paths for n in ['original'] + names])
+  logging.info('svm: %d files and their %s variants split as %d utterances '
+               '(augmented before the split: leaky under an utterance-level protocol).',
+               len(utts), ', '.join(names), len(pool))
+  parts, split_speakers = input_pipeline.split_corpus(pool, speaker_session, config.protocol)
+  row = {p: i for i, p in enumerate(pool.paths)}
+  x = {n: vectors[[row[p] for p in part.paths]] for n, part in parts.items()}
+  return parts, split_speakers, x, by_speaker
+
+
 def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   """Fits the SVM of one fold in `workdir`; returns the results dict of the
   neural trainer ('validation', 'test', 'speakers', 'checkpoint_step' = 0,
@@ -197,36 +250,43 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   workdir = experiment_lib.start_run(config, workdir)
   scfg = config.svm
   class_names = tuple(config.data.classes)
-  parts, speakers = experiment_lib.load_split(config, corpus)
-  logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.fold,
-               input_pipeline.describe(parts, class_names))
-  experiment_lib.write_splits(config, workdir, class_names, speakers, parts)
-
-  # Statistics of every utterance (one call, so that it parallelises).
   sr = int(config.features.sample_rate)
   params = feature_params(config.features)
   stats_cache, aug_cache = _cache_root(scfg)
   workers = _num_workers(scfg)
-  t0 = time.time()
   names = ('train', 'validation', 'test')
-  everything = [a for n in names for a in parts[n].audio]
-  stats = svm_features_lib.svm_features(everything, sr, cache_dir=stats_cache,
-                                        num_workers=workers, **params)
-  bounds = np.cumsum([0] + [len(parts[n]) for n in names])
-  x = {n: stats[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)}
+  before_split = bool(scfg.get('augment_before_split', False))
+  if before_split and not scfg.augment:
+    raise ValueError('svm.augment_before_split=True needs svm.augment=True (it says where '
+                     'the augmentation goes: before the split instead of the training files)')
+  t0 = time.time()
+  if before_split:
+    parts, speakers, x, by_speaker = split_augmented_pool(
+        config, corpus, params, (stats_cache, aug_cache), workers)
+  else:
+    parts, speakers = experiment_lib.load_split(config, corpus)
+    # Statistics of every utterance (one call, so that it parallelises).
+    everything = [a for n in names for a in parts[n].audio]
+    stats = svm_features_lib.svm_features(everything, sr, cache_dir=stats_cache,
+                                          num_workers=workers, **params)
+    bounds = np.cumsum([0] + [len(parts[n]) for n in names])
+    x = {n: stats[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)}
+    by_speaker = None
+    if scfg.speaker_norm:   # transductive: every speaker's own unlabelled statistics
+      by_speaker = speaker_statistics(x, parts, names)
+      x = {n: speaker_normalize(x[n], parts[n].speakers, by_speaker) for n in names}
   y = {n: np.asarray(parts[n].labels) for n in names}
-  by_speaker = None
-  if scfg.speaker_norm:   # transductive: every speaker's own unlabelled statistics
-    by_speaker = speaker_statistics(x, parts, names)
-    x = {n: speaker_normalize(x[n], parts[n].speakers, by_speaker) for n in names}
   timings = {'features_s': round(time.time() - t0, 2)}
-  logging.info('svm: statistics of %d utterances in %.1fs.', len(everything),
+  logging.info('svm: statistics of %d utterances in %.1fs.', sum(map(len, x.values())),
                timings['features_s'])
+  logging.info('Protocol %s fold %s:\n%s', config.protocol.name, config.protocol.fold,
+               input_pipeline.describe(parts, class_names))
+  experiment_lib.write_splits(config, workdir, class_names, speakers, parts)
 
   def training_set(split_names):
     xs = [x[n] for n in split_names]
     ys = [y[n] for n in split_names]
-    if scfg.augment:
+    if scfg.augment and not before_split:   # before the split: already in the pool
       aug_cfg = scfg.augmentation.to_dict()
       t = time.time()
       for n in split_names:
@@ -273,7 +333,8 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
       'checkpoint_step': 0, 'speakers': speakers,
       'validation': val_report, 'test': test_report,
       'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
-              'augmented': bool(scfg.augment), 'refit_on_validation': refit,
+              'augmented': bool(scfg.augment), 'augmented_before_split': before_split,
+              'refit_on_validation': refit,
               'speaker_norm': bool(scfg.speaker_norm),
               'num_train_vectors': int(len(x_train)), 'timings': timings},
       'wall_seconds': round(time.time() - started, 1),   # this invocation's
