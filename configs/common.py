@@ -65,14 +65,17 @@ def model(name: str, **fields) -> ml_collections.ConfigDict:
 def augment() -> ml_collections.ConfigDict:
   """Augmentation fields (ser_jax/augment.py), all off; e.g.
   `--config.augment.waveform.noise_snr_db=20`, `--config.augment.features.time_masks=2`,
-  `--config.augment.offline.enabled=True` (Gomes ×4, training split only)."""
+  `--config.augment.offline.enabled=True` (Gomes ×4, training split only; with
+  `--config.augment.offline.before_split=True` every file, before the split: leaky)."""
   def fields(defaults):  # None (off) becomes an overridable placeholder
     return {k: config_dict.placeholder(object) if v is None else v for k, v in defaults.items()}
 
   return ml_collections.ConfigDict({
       'waveform': fields(augment_lib.WAVEFORM_DEFAULTS),
       'features': fields(augment_lib.FEATURE_DEFAULTS),
-      'offline': dict(enabled=False, **fields(augment_lib.OFFLINE_DEFAULTS)),
+      # before_split=True: the whole corpus, before the split (leaky; experiment.load_split)
+      'offline': dict(enabled=False, before_split=False,
+                      **fields(augment_lib.OFFLINE_DEFAULTS)),
   })
 
 

@@ -332,7 +332,7 @@ def offline_variants(cfg=None) -> list[str]:
 
 
 def offline_augment(waveforms: Sequence[np.ndarray], sr: int, cfg=None,
-                    seed: int = 0) -> list[tuple[str, np.ndarray]]:
+                    seed: int = 0, first: int = 0) -> list[tuple[str, np.ndarray]]:
   """Gomes et al.'s offline augmentation with librosa (x4 with the defaults).
 
   For each waveform (float, or int16 scaled by 1/32768), in order, the
@@ -351,14 +351,18 @@ def offline_augment(waveforms: Sequence[np.ndarray], sr: int, cfg=None,
   Returns a flat list of (name, float32 array), waveform-major: entry
   i * k + j is variant j of waveform i, k = len(offline_variants(cfg)).
   Deterministic given `seed` (noise of waveform i uses its own stream, so it
-  does not depend on the other waveforms).
+  does not depend on the other waveforms); `first` numbers the waveforms from
+  there, so a call on waveforms[a:b] with first=a gives that part of the
+  whole call's output (what parallel callers use).
   """
   import librosa  # Lazy: ~1 s to import, only the offline variants need it.
 
   g = lambda k: _get(cfg, k, OFFLINE_DEFAULTS)  # noqa: E731
   names = offline_variants(cfg)
   out: list[tuple[str, np.ndarray]] = []
-  seeds = np.random.SeedSequence(int(seed)).spawn(len(waveforms))
+  # = SeedSequence(seed).spawn(first + n)[first:], without making the first ones.
+  seeds = [np.random.SeedSequence(int(seed), spawn_key=(int(first) + i,))
+           for i in range(len(waveforms))]
   for y, ss in zip(waveforms, seeds):
     y = np.asarray(y)
     if y.dtype == np.int16:

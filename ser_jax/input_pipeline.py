@@ -295,18 +295,33 @@ def restrict_to_test_classes(index: dict, labels) -> dict:
   return out
 
 
-def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int) -> Utterances:
+def _augment_one(job) -> list:
+  """int16 variants of one waveform (a worker's job: waveform, sr, cfg, seed, index)."""
+  y, sr, cfg, seed, index = job
+  return [np.round(np.clip(z, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+          for _, z in augment.offline_augment([y], sr, cfg, seed, first=index)]
+
+
+def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int,
+                    num_workers: int = 1, what: str = 'training') -> Utterances:
   """The utterances with their offline variants (`augment.offline_augment`:
   original + noise + time stretch + pitch shift, Gomes et al.'s ×4), each
   variant keeping its utterance's label, gender and speaker; paths get
-  '#variant'. Apply to the training split only."""
+  '#variant'. Meant for the training split; `augment.offline.before_split`
+  applies it to the whole corpus (leaky, see `experiment.load_split`).
+  `num_workers` > 1 augments in that many processes (librosa's stretch and
+  pitch shift take ~0.3 s a file), with the same result as one."""
+  from ser_jax import svm_features   # its joblib map: workers, progress with rate and ETA
   names = augment.offline_variants(cfg)
-  variants = augment.offline_augment(utts.audio, sample_rate, cfg, seed)
-  audio = [np.round(np.clip(z, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-           for _, z in variants]
+  cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg or {})
+  jobs = [(y, int(sample_rate), cfg, int(seed), i) for i, y in enumerate(utts.audio)]
+  per_file = svm_features.cached_map(_augment_one, jobs, [None] * len(jobs),
+                                     max(1, int(num_workers)), 16,
+                                     what=f'offline augmentation of {what} files')
+  audio = [z for variants in per_file for z in variants]
   k = len(names)
-  logging.info('Offline augmentation: %d training utterances → %d (%s).',
-               len(utts), len(audio), ', '.join(names))
+  logging.info('Offline augmentation: %d %s utterances → %d (%s).',
+               len(utts), what, len(audio), ', '.join(names))
   return Utterances(audio, np.repeat(utts.labels, k), np.repeat(utts.genders, k),
                     np.repeat(utts.speakers, k),
                     np.asarray([f'{p}#{n}' for p in utts.paths for n in names]))

@@ -116,9 +116,11 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   if with_data:
     parts, exp.speakers = experiment_lib.load_split(config, corpus)
     offline = config.augment.offline
-    if offline.enabled:  # the training split only
+    if offline.enabled and not experiment_lib.augments_before_split(config):
+      # the training split only (before the split: load_split did the whole corpus)
       parts['train'] = input_pipeline.augment_offline(
-          parts['train'], offline, config.seed, config.features.sample_rate)
+          parts['train'], offline, config.seed, config.features.sample_rate,
+          num_workers=os.cpu_count() or 1)
     logging.info('Protocol %s fold %s: %s', config.protocol.name, config.protocol.fold,
                  input_pipeline.describe(parts, class_names, segment_samples(config),
                                          config.features.sample_rate))

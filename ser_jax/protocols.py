@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import reports
@@ -38,10 +39,6 @@ def _speaker_norm(config) -> bool:
 
 _LEAKY = ('(every file\'s augmented variants split as utterances of their own, before '
           'the split: a test file\'s variants are trained on) ')
-
-
-def _augmented_before_split(config) -> bool:
-  return bool('svm' in config and config.svm.get('augment_before_split', False))
 
 
 def is_protocol_run(config) -> bool:
@@ -184,7 +181,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
       + (_TRANSDUCTIVE if _speaker_norm(config) else '')
-      + (_LEAKY if _augmented_before_split(config) else '') +
+      + (_LEAKY if experiment_lib.augments_before_split(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '

@@ -300,6 +300,40 @@ def test_offline_augmentation_multiplies_the_training_split(data_dir):
   assert any(p.endswith('#pitch') for p in exp.segments['train'].utterances.paths)
 
 
+def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_split(data_dir):
+  from configs import common
+  from ser_jax import results as results_lib
+  config = _tiny(data_dir)
+  config.augment.offline.update(enabled=True, before_split=True, stretch_rate=None,
+                                pitch_steps=None)             # noise only (cheap): ×2
+  files = len(input_pipeline.load_corpus(config.data)[0])
+  base = lambda p: str(p).split('#')[0]  # noqa: E731
+  for protocol, leaks in (('stratified_kfold', True), ('loso', False)):
+    config.protocol = common.protocol(protocol, k=3)
+    exp = neural_experiment.build_experiment(config)
+    paths = {n: seg.utterances.paths for n, seg in exp.segments.items()}
+    assert sum(map(len, paths.values())) == 2 * files         # every file and its variant
+    assert {str(p).split('#')[1] for p in paths['test']} == {'original', 'noise'}
+    shared = {base(p) for p in paths['test']} & {base(p) for p in paths['train']}
+    assert bool(shared) == leaks
+  cfg = {'protocol': {'name': 'stratified_kfold', 'folds': 'all'},
+         'augment': {'offline': {'enabled': True, 'before_split': True}}}
+  assert 'augmented before the split (leaky' in results_lib._protocol(cfg)
+
+
+def test_offline_augmentation_in_worker_processes_equals_one_process():
+  rng = np.random.default_rng(0)
+  waves = [(rng.normal(size=3200) * 3000).astype(np.int16) for _ in range(17)]
+  utts = input_pipeline.Utterances(waves, np.zeros(17, np.int32), np.zeros(17, np.int32),
+                                   np.array(['s'] * 17), np.array([f'f{i}' for i in range(17)]))
+  cfg = dict(noise_amplitude=0.035, stretch_rate=0.8, pitch_steps=None)
+  one = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=1)
+  two = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=2)
+  assert len(one.audio) == 3 * 17 and list(one.paths) == list(two.paths)
+  for a, b in zip(one.audio, two.audio):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_default_augment_block_is_off(data_dir):
   """The configs' augment block (configs/common.py) changes nothing until a field is
   set: the training step's features equal the unaugmented ones, and the split is not

@@ -90,7 +90,8 @@ _TRAINERS = {
                 'log_every_steps', 'checkpoint_keep', 'checkpoint_every_steps',
                 'feature_cache', 'speaker_norm', 'class_balance', 'mixup_alpha', 'ema_decay',
                 'augment.waveform', 'augment.features',
-                'augment.offline.enabled', 'features.segment_seconds',
+                'augment.offline.enabled', 'augment.offline.before_split',
+                'features.segment_seconds',
                 'features.segment_hop_seconds', 'features.max_segments')),
     'svm': Trainer(      # scikit-learn on utterance statistics
         'svm', train='ser_jax.trainers.svm:train_and_evaluate',
