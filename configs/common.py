@@ -70,12 +70,16 @@ def augment() -> ml_collections.ConfigDict:
   def fields(defaults):  # None (off) becomes an overridable placeholder
     return {k: config_dict.placeholder(object) if v is None else v for k, v in defaults.items()}
 
+  # before_split=True: the whole corpus, before the split (leaky; experiment.load_split).
+  offline = dict(enabled=False, before_split=False, **fields(augment_lib.OFFLINE_DEFAULTS))
+  # A variant's parameter may be None on the command line, which drops that variant
+  # (`--config.augment.offline.pitch_steps=None`): typed object, not float.
+  offline.update({k: config_dict.FieldReference(offline[k], field_type=object)
+                  for k in ('noise_amplitude', 'stretch_rate', 'pitch_steps')})
   return ml_collections.ConfigDict({
       'waveform': fields(augment_lib.WAVEFORM_DEFAULTS),
       'features': fields(augment_lib.FEATURE_DEFAULTS),
-      # before_split=True: the whole corpus, before the split (leaky; experiment.load_split)
-      'offline': dict(enabled=False, before_split=False,
-                      **fields(augment_lib.OFFLINE_DEFAULTS)),
+      'offline': offline,
   })
 
 

@@ -319,6 +319,9 @@ def augment_features(rng: Array, feats: Array, mask: Optional[Array], cfg) -> Ar
 def offline_variants(cfg=None) -> list[str]:
   """Names of the variants `offline_augment` makes per waveform, in order."""
   g = lambda k: _get(cfg, k, OFFLINE_DEFAULTS)  # noqa: E731
+  for k in ('noise_amplitude', 'stretch_rate', 'pitch_steps'):   # None drops the variant
+    if g(k) is not None and (isinstance(g(k), bool) or not isinstance(g(k), (int, float))):
+      raise ValueError(f'augment offline {k} must be a number or None, got {g(k)!r}')
   names = []
   if g('include_original'):
     names.append('original')

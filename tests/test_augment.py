@@ -185,3 +185,9 @@ def test_offline_augment_lengths_pitch_determinism():
   other = A.offline_augment([sine], sr, dict(stretch_rate=None, pitch_steps=None), seed=4)
   assert [n for n, _ in other] == ['original', 'noise']
   assert not np.array_equal(other[1][1], out[1][1])
+
+
+def test_offline_variants_drop_on_none_and_refuse_a_non_number():
+  assert A.offline_variants(dict(stretch_rate=None)) == ['original', 'noise', 'pitch']
+  with pytest.raises(ValueError, match='stretch_rate must be a number or None'):
+    A.offline_variants(dict(stretch_rate='abc'))   # what --config...stretch_rate=abc gives
