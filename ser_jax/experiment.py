@@ -24,30 +24,27 @@ from ser_jax import workdir as workdir_lib
 GENDERS = ('female', 'male')
 
 
-def load_split(config, corpus=None) -> tuple[dict, dict]:
-  """({split: Utterances}, {split: speakers}) of this run: the corpus (or
-  `corpus`, `input_pipeline.load_corpus`'s result, already loaded) split under
-  the protocol. Every trainer starts here.
-
-  With `augment.offline.enabled` and `augment.offline.before_split`, every
-  file's offline variants join the corpus as utterances of their own before
-  the split (what Gomes et al. did, and perhaps Sen et al.): leaky under an
-  utterance-level protocol, since variants of a test file are trained on;
-  meant to measure what a paper's figure owes to that, and reported as such."""
-  utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
-  if 'svm' not in config and augments_before_split(config):   # the SVM's: svm.py
+def load_corpus(config) -> tuple:
+  """The run's corpus (`input_pipeline.load_corpus` of `config.data`), with every
+  file's offline variants added as utterances of their own when a neural config
+  augments before the split (`augment.offline.before_split`: what Gomes et al.
+  did, and perhaps Sen et al.; leaky under an utterance-level protocol, since
+  variants of a test file are trained on, and reported as such). Protocols load
+  it once for all their runs. The SVM's own variant: trainers/svm.py."""
+  utts, speaker_session = input_pipeline.load_corpus(config.data)
+  if 'svm' not in config and input_pipeline.augments_before_split(config):
     utts = input_pipeline.augment_offline(
         utts, config.augment.offline, config.seed, config.features.sample_rate,
         num_workers=os.cpu_count() or 1, what='corpus (before the split)')
+  return utts, speaker_session
+
+
+def load_split(config, corpus=None) -> tuple[dict, dict]:
+  """({split: Utterances}, {split: speakers}) of this run: the corpus (or
+  `corpus`, `load_corpus`'s result, already loaded) split under the protocol.
+  Every trainer starts here."""
+  utts, speaker_session = corpus or load_corpus(config)
   return input_pipeline.split_corpus(utts, speaker_session, config.protocol)
-
-
-def augments_before_split(config) -> bool:
-  """Whether the run's offline augmentation precedes the split (either trainer)."""
-  if 'svm' in config:
-    return bool(config.svm.augment and config.svm.get('augment_before_split', False))
-  offline = config.get('augment', {}).get('offline', {})
-  return bool(offline.get('enabled', False) and offline.get('before_split', False))
 
 
 def write_splits(config, workdir: str, class_names, speakers: dict, utterances: dict):

@@ -295,6 +295,17 @@ def restrict_to_test_classes(index: dict, labels) -> dict:
   return out
 
 
+def augments_before_split(config) -> bool:
+  """Whether a run's offline augmentation precedes the split, for either trainer
+  (`svm.augment_before_split` or `augment.offline.before_split`); `config` is a
+  ConfigDict or a config.json's dict."""
+  svm = config.get('svm') or {}
+  if svm:
+    return bool(svm.get('augment') and svm.get('augment_before_split'))
+  offline = (config.get('augment') or {}).get('offline') or {}
+  return bool(offline.get('enabled') and offline.get('before_split'))
+
+
 def _augment_one(job) -> list:
   """int16 variants of one waveform (a worker's job: waveform, sr, cfg, seed, index)."""
   y, sr, cfg, seed, index = job

@@ -31,14 +31,14 @@ _TRANSDUCTIVE = ('(features z-scored per speaker with that speaker\'s own audio,
                  'speakers included: transductive) ')
 
 
+_LEAKY = ('(every file\'s augmented variants split as utterances of their own, before '
+          'the split: a test file\'s variants are trained on) ')
+
+
 def _speaker_norm(config) -> bool:
   """Whether the trainer normalises each speaker by its own audio (either trainer's field)."""
   return bool(('speaker_norm' in config and config.speaker_norm)
               or ('svm' in config and config.svm.speaker_norm))
-
-
-_LEAKY = ('(every file\'s augmented variants split as utterances of their own, before '
-          'the split: a test file\'s variants are trained on) ')
 
 
 def is_protocol_run(config) -> bool:
@@ -81,7 +81,7 @@ def run_protocol(config, workdir: str, mesh=None) -> dict:
   """Trains every (fold, seed) not yet finished, then writes the protocol report."""
   workdir = os.path.abspath(workdir)
   workdir_lib.write_config(config, workdir)   # the protocol's; each run writes its own
-  corpus = input_pipeline.load_corpus(config.data)
+  corpus = experiment_lib.load_corpus(config)   # once for every run
   runs = plan(config, corpus[1])
   logging.info('Protocol %s: %d runs (folds × seeds) in %s', config.protocol.name,
                len(runs), workdir)
@@ -181,7 +181,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
       + (_TRANSDUCTIVE if _speaker_norm(config) else '')
-      + (_LEAKY if experiment_lib.augments_before_split(config) else '') +
+      + (_LEAKY if input_pipeline.augments_before_split(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '

@@ -87,9 +87,7 @@ def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
   if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
     text += '; speaker-normalised (transductive)'
-  svm_cfg, offline = cfg.get('svm') or {}, (cfg.get('augment') or {}).get('offline') or {}
-  if ((svm_cfg.get('augment') and svm_cfg.get('augment_before_split'))
-      or (offline.get('enabled') and offline.get('before_split'))):
+  if input_pipeline.augments_before_split(cfg):
     text += '; augmented before the split (leaky: variants of test files are trained on)'
   return text
 

@@ -17,6 +17,7 @@ import soundfile
 
 from configs import selfattn_gender
 from ser_jax import checkpoints
+from ser_jax import experiment
 from ser_jax import features
 from ser_jax import input_pipeline
 from ser_jax import monitoring
@@ -316,6 +317,10 @@ def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_spl
     assert {str(p).split('#')[1] for p in paths['test']} == {'original', 'noise'}
     shared = {base(p) for p in paths['test']} & {base(p) for p in paths['train']}
     assert bool(shared) == leaks
+  # A protocol loads the augmented corpus once; splitting it does not augment again.
+  corpus = experiment.load_corpus(config)
+  assert len(corpus[0]) == 2 * files
+  assert sum(map(len, experiment.load_split(config, corpus)[0].values())) == 2 * files
   cfg = {'protocol': {'name': 'stratified_kfold', 'folds': 'all'},
          'augment': {'offline': {'enabled': True, 'before_split': True}}}
   assert 'augmented before the split (leaky' in results_lib._protocol(cfg)

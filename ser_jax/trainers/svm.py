@@ -255,8 +255,8 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   stats_cache, aug_cache = _cache_root(scfg)
   workers = _num_workers(scfg)
   names = ('train', 'validation', 'test')
-  before_split = bool(scfg.get('augment_before_split', False))
-  if before_split and not scfg.augment:
+  before_split = input_pipeline.augments_before_split(config)
+  if scfg.get('augment_before_split', False) and not scfg.augment:
     raise ValueError('svm.augment_before_split=True needs svm.augment=True (it says where '
                      'the augmentation goes: before the split instead of the training files)')
   t0 = time.time()
