@@ -24,17 +24,18 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('MALLOC_ARENA_MAX', '2')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# The XLA defaults run.py applies (YNNPACK dots: the tests' numbers are those
-# of the program), before anything starts JAX.
-from ser_jax import xla_setup  # noqa: E402
-xla_setup.configure()
-
+# Before anything imports JAX (xla_setup does), which reads these when it loads.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='ser_jax_test_xla_cache_')
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+
+# The XLA defaults run.py applies (YNNPACK dots: the tests' numbers are those
+# of the program), before anything starts JAX.
+from ser_jax import xla_setup  # noqa: E402
+xla_setup.configure()
 
 
 def pytest_collection_modifyitems(config, items):

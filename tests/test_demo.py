@@ -6,7 +6,7 @@ from ser_jax.trainers import neural as train
 def test_short_seeded_run_is_well_above_chance(tmp_path):
   config = selfattn_gender.get_config('synthetic')
   config.data.data_dir = str(tmp_path / 'tfds')
-  config.num_epochs = 5
+  config.num_epochs = 3
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   test = results['test']
   # 4 balanced classes: chance UAR is 0.25; 96 test utterances of 2 unseen speakers.

@@ -1,5 +1,6 @@
-"""Resumability and robustness of the loop: SIGKILL/SIGTERM, two processes,
-gradient accumulation, early stopping, bf16."""
+"""Resumability and robustness of the loop: SIGKILL/SIGTERM, damaged checkpoints,
+a failed save, two processes, gradient accumulation, early stopping (the recipe's
+parts are in test_recipe.py)."""
 import json
 import os
 import shutil
@@ -8,23 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from unittest import mock
 
 import jax
 import numpy as np
 import pytest
-import soundfile
 
 from configs import selfattn_gender
 from ser_jax import checkpoints
-from ser_jax import experiment
-from ser_jax import features
 from ser_jax import input_pipeline
 from ser_jax import monitoring
 from ser_jax import neural_experiment
-from ser_jax import predict
 from ser_jax import sharding
-from ser_jax import trainers
 from ser_jax.trainers import neural as train
 import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
 
@@ -32,13 +27,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 30  # tiny corpus: 6 steps an epoch
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
+def tiny_corpus_dir(tmp_path_factory):
+  """The tiny synthetic corpus built in a folder of its own (also test_recipe.py's)."""
   path = str(tmp_path_factory.mktemp('tfds'))
   config = selfattn_gender.get_config('tiny')
   config.data.data_dir = path
   input_pipeline.get_builder(config.data)  # prepare once, before any subprocess
   return path
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return tiny_corpus_dir(tmp_path_factory)
 
 
 def _cmd(workdir, data_dir, *extra):
@@ -255,301 +255,3 @@ def test_early_stopping_rule():
   assert [stopper.update({'val_loss': v}) for v in (1.0, 0.9, 0.895, 0.95, 0.5, 0.6, 0.6)] == [
       False, False, False, True, False, False, True]
   assert not monitoring.EarlyStopping({'patience': 0}).update({'val_loss': 1.0})
-
-
-def test_bfloat16_compute_trains(data_dir):
-  config = _tiny(data_dir)
-  config.model.dtype = 'bfloat16'
-  exp = neural_experiment.build_experiment(config)
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
-  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
-  state, m = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
-  assert np.isfinite(float(m['loss'])) and not bool(m['nonfinite'])
-
-
-def test_augmentation_changes_the_step_but_not_evaluation(data_dir):
-  base = _tiny(data_dir)
-  aug = _tiny(data_dir)
-  aug.augment.waveform.update(noise_snr_db=10.0, gain_db=(-6.0, 6.0))
-  aug.augment.features.update(time_masks=2, time_mask_max_frames=10, freq_masks=1,
-                              freq_mask_max_bins=8)
-  losses, probs = {}, {}
-  for name, config in (('base', base), ('aug', aug)):
-    exp = neural_experiment.build_experiment(config)
-    state = neural_experiment.create_train_state(exp, jax.random.key(0))
-    state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-    batch = sharding.shard_batch(
-        next(input_pipeline.eval_batches(exp.segments['validation'], 8)), exp.mesh)
-    probs[name] = np.asarray(neural_experiment.make_eval_step(exp)(state, batch))
-    _, m = train.make_train_step(exp)(state, batch)
-    losses[name] = float(m['loss'])
-  assert losses['aug'] != losses['base']           # training sees augmented input
-  np.testing.assert_array_equal(probs['aug'], probs['base'])  # evaluation never does
-
-
-def test_offline_augmentation_multiplies_the_training_split(data_dir):
-  config = _tiny(data_dir)
-  plain = neural_experiment.build_experiment(config)
-  config.augment.offline.update(enabled=True, noise_amplitude=0.035, stretch_rate=0.8,
-                                pitch_steps=0.7)
-  exp = neural_experiment.build_experiment(config)
-  n = len(plain.segments['train'].utterances)
-  assert len(exp.segments['train'].utterances) == 4 * n
-  assert len(exp.segments['test'].utterances) == len(plain.segments['test'].utterances)
-  assert any(p.endswith('#pitch') for p in exp.segments['train'].utterances.paths)
-
-
-def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_split(data_dir):
-  from configs import common
-  from ser_jax import results as results_lib
-  config = _tiny(data_dir)
-  config.augment.offline.update(enabled=True, before_split=True, stretch_rate=None,
-                                pitch_steps=None)             # noise only (cheap): ×2
-  files = len(input_pipeline.load_corpus(config.data)[0])
-  base = lambda p: str(p).split('#')[0]  # noqa: E731
-  for protocol, leaks in (('stratified_kfold', True), ('loso', False)):
-    config.protocol = common.protocol(protocol, k=3)
-    exp = neural_experiment.build_experiment(config)
-    paths = {n: seg.utterances.paths for n, seg in exp.segments.items()}
-    assert sum(map(len, paths.values())) == 2 * files         # every file and its variant
-    assert {str(p).split('#')[1] for p in paths['test']} == {'original', 'noise'}
-    shared = {base(p) for p in paths['test']} & {base(p) for p in paths['train']}
-    assert bool(shared) == leaks
-  # A protocol loads the augmented corpus once; splitting it does not augment again.
-  corpus = experiment.load_corpus(config)
-  assert len(corpus[0]) == 2 * files
-  assert sum(map(len, experiment.load_split(config, corpus)[0].values())) == 2 * files
-  cfg = {'protocol': {'name': 'stratified_kfold', 'folds': 'all'},
-         'augment': {'offline': {'enabled': True, 'before_split': True}}}
-  assert 'augmented before the split (leaky' in results_lib._protocol(cfg)
-
-
-def test_offline_augmentation_in_worker_processes_equals_one_process():
-  rng = np.random.default_rng(0)
-  waves = [(rng.normal(size=3200) * 3000).astype(np.int16) for _ in range(17)]
-  utts = input_pipeline.Utterances(waves, np.zeros(17, np.int32), np.zeros(17, np.int32),
-                                   np.array(['s'] * 17), np.array([f'f{i}' for i in range(17)]))
-  cfg = dict(noise_amplitude=0.035, stretch_rate=0.8, pitch_steps=None)
-  one = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=1)
-  two = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=2)
-  assert len(one.audio) == 3 * 17 and list(one.paths) == list(two.paths)
-  for a, b in zip(one.audio, two.audio):
-    np.testing.assert_array_equal(a, b)
-
-
-def test_default_augment_block_is_off(data_dir):
-  """The configs' augment block (configs/common.py) changes nothing until a field is
-  set: the training step's features equal the unaugmented ones, and the split is not
-  multiplied until `offline.enabled`."""
-  config = _tiny(data_dir)
-  assert not config.augment.offline.enabled
-  exp = neural_experiment.build_experiment(config)
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  batch = sharding.shard_batch(
-      next(input_pipeline.train_batches(exp.segments['train'], 8, 0)), exp.mesh)
-  rng = jax.random.key(3)
-  augmented, _ = jax.jit(lambda b: train._features(exp, b, state.norm, rng))(batch)
-  plain, _ = jax.jit(lambda b: train._features(exp, b, state.norm))(batch)
-  np.testing.assert_array_equal(np.asarray(augmented), np.asarray(plain))
-  n = len(exp.segments['train'].utterances)
-  config.augment.offline.enabled = True  # the overridable switch turns it on
-  assert len(neural_experiment.build_experiment(config).segments['train'].utterances) == 4 * n
-
-
-def test_cached_features_give_the_same_steps_as_audio(data_dir):
-  exp = neural_experiment.build_experiment(_tiny(data_dir))
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  audio_seg = exp.segments['train']
-  cached_seg = train.cache_features(exp, audio_seg)
-  assert cached_seg.feats.shape[0] == len(audio_seg) and cached_seg.mask.shape[0] == len(audio_seg)
-  step, eval_step = train.make_train_step(exp), neural_experiment.make_eval_step(exp)
-  a_batch = next(input_pipeline.train_batches(audio_seg, 8, 3))
-  c_batch = next(input_pipeline.train_batches(cached_seg, 8, 3))
-  assert 'audio' in a_batch and 'feats' in c_batch and 'audio' not in c_batch
-  # Normalisation statistics read from the cache equal those of the front end.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               jax.device_get(train.compute_norm_stats(exp, cached_seg)),
-               jax.device_get(state.norm))
-  np.testing.assert_array_equal(a_batch['labels'], c_batch['labels'])
-  a_probs = np.asarray(eval_step(state, sharding.shard_batch(a_batch, exp.mesh)))
-  c_probs = np.asarray(eval_step(state, sharding.shard_batch(c_batch, exp.mesh)))
-  np.testing.assert_allclose(c_probs, a_probs, rtol=1e-5, atol=1e-6)
-  params = {}
-  for name, batch in (('audio', a_batch), ('cached', c_batch)):
-    new, m = step(jax.tree.map(jax.numpy.copy, state), sharding.shard_batch(batch, exp.mesh))
-    params[name] = jax.device_get(new.params)
-    assert np.isfinite(float(m['loss']))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               params['cached'], params['audio'])
-
-
-def test_feature_cache_is_off_when_waveform_augmentation_needs_audio(data_dir):
-  config = _tiny(data_dir)
-  assert config.feature_cache and train.feature_cache_enabled(config)
-  config.augment.waveform.noise_snr_db = 10.0
-  assert not train.feature_cache_enabled(config)
-  config.augment.waveform.noise_snr_db = None
-  config.augment.features.time_masks = 2           # SpecAugment works on cached features
-  assert train.feature_cache_enabled(config)
-  config.feature_cache = False
-  assert not train.feature_cache_enabled(config)
-  # A cached batch with waveform augmentation on is refused, not silently unaugmented.
-  config.feature_cache, config.augment.waveform.noise_snr_db = True, 10.0
-  exp = neural_experiment.build_experiment(config)
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  batch = next(input_pipeline.train_batches(train.cache_features(exp, exp.segments['train']), 8, 0))
-  with pytest.raises(ValueError, match='waveform augmentation'):
-    train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
-
-
-def test_feature_cache_over_its_memory_limit_is_skipped(data_dir, monkeypatch):
-  exp = neural_experiment.build_experiment(_tiny(data_dir))
-  monkeypatch.setattr(train, 'FEATURE_CACHE_MAX_BYTES', 1000)
-  seg = train.cache_features(exp, exp.segments['train'])
-  assert seg is exp.segments['train'] and seg.feats is None
-
-
-def test_speaker_norm_zscores_each_speaker_with_its_own_statistics(data_dir, tmp_path):
-  config = _tiny(data_dir, speaker_norm=True)
-  exp = neural_experiment.build_experiment(config)
-  frontend = jax.jit(lambda b: neural_experiment.frontend_output(exp, b))
-  for name, seg in exp.segments.items():   # every split, test speakers included
-    assert seg.speaker_norm is not None and seg.speaker_norm.shape[0] == len(seg)
-    speakers = seg.utterances.speakers[seg.utterance]
-    feats, masks = [], []
-    for batch in input_pipeline.eval_batches(seg, config.batch_size):
-      f, m = jax.device_get(frontend(sharding.shard_batch(batch, exp.mesh)))
-      keep = batch['weight'] > 0
-      feats.append(f[keep])
-      masks.append(m[keep])
-    feats, masks = np.concatenate(feats), np.concatenate(masks)
-    # A speaker's frames over all splits have mean 0 and std 1; each split holds
-    # all of a speaker's audio here (speaker-independent folds).
-    for spk in np.unique(speakers):
-      frames = feats[speakers == spk][masks[speakers == spk]]
-      np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=2e-3)
-      np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=2e-2)
-  # Training runs on it; prediction, which takes files rather than speakers, refuses.
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  batch = sharding.shard_batch(next(input_pipeline.train_batches(exp.segments['train'], 8, 0)),
-                               exp.mesh)
-  _, m = train.make_train_step(exp)(state, batch)
-  assert np.isfinite(float(m['loss']))
-
-
-def test_speaker_norm_predictions_equal_evaluation_for_a_whole_speaker(data_dir, tmp_path):
-  """predict takes the files of a call as one speaker's: given all of a test speaker's
-  recordings, it normalises exactly as evaluation did and gives its posteriors."""
-  config = _tiny(data_dir, speaker_norm=True, num_epochs=1)
-  workdir = str(tmp_path / 'run')
-  results = train.train_and_evaluate(config, workdir)
-  exp = neural_experiment.build_experiment(config)
-  utts = exp.segments['test'].utterances
-  speaker = sorted(set(utts.speakers))[0]
-  pick = np.flatnonzero(utts.speakers == speaker)
-  gender = ('female', 'male')[int(utts.genders[pick[0]])]
-  predictor = neural_experiment.load_predictor(config, workdir, None, gender)
-  predictor.observe([utts.audio[i] for i in pick])
-  answers = predictor.many([utts.audio[i] for i in pick])
-  expected = {r['path']: r['probabilities'] for r in results['test']['predictions']}
-  for i, (probs, _) in zip(pick, answers):
-    want = np.asarray(expected[str(utts.paths[i])])
-    np.testing.assert_allclose(probs, want / want.sum(), atol=2e-5)   # predict renormalises
-  paths = []
-  for k, i in enumerate(pick):   # the same recordings as files: one call, one speaker
-    paths.append(str(tmp_path / f'{k}.wav'))
-    soundfile.write(paths[-1], utts.audio[i], 16000, subtype='PCM_16')
-  out = list(predict.predict_files(config, workdir, paths, gender))
-  assert [r['path'] for r in out] == paths
-  assert all(any('taken as one speaker' in w for w in r['warnings']) for r in out)
-  for r, (probs, _) in zip(out, answers):   # int16 → float → int16 rescales by 32767/32768
-    np.testing.assert_allclose(list(r['probabilities'].values()), probs, atol=5e-3)
-  with pytest.raises(trainers.ModeNotAvailable, match='speaker_norm'):
-    from ser_jax import export  # pylint: disable=g-import-not-at-top
-    export.export_saved_model(config, workdir, str(tmp_path / 'export'))
-
-
-def test_class_weights_even_out_the_classes():
-  seg = mock.Mock(labels=np.array([0, 0, 0, 1, 2, 2]))
-  config = _tiny('unused', class_balance=True)
-  w = train.class_weights(config, seg, 4)
-  np.testing.assert_allclose(w, [6 / 9, 2.0, 1.0, 0.0])   # N / (K n_c); class 3 absent
-  assert w[seg.labels].mean() == pytest.approx(1.0)
-  assert train.class_weights(_tiny('unused'), seg, 4) is None
-
-
-def test_class_balance_and_mixup_in_the_step(data_dir):
-  """Uniform class weights change nothing; other weights and mixup change the loss;
-  with both, 2 micro-batches give the full batch's step (the bookkeeping is exact)."""
-  def first_losses(loss_weights=None, **kw):
-    out = {}
-    for k in (1, 2):
-      exp = neural_experiment.build_experiment(_tiny(data_dir, grad_accum_steps=k, **kw))
-      state = neural_experiment.create_train_state(exp, jax.random.key(0))
-      state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-      batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
-      _, m = train.make_train_step(exp, loss_weights)(state, sharding.shard_batch(batch, exp.mesh))
-      out[k] = float(m['loss'])
-    return out
-  plain = first_losses()
-  assert first_losses(np.ones(8, np.float32))[1] == plain[1]
-  weighted = first_losses(np.linspace(0.2, 1.8, 8).astype(np.float32))
-  mixed = first_losses(np.linspace(0.2, 1.8, 8).astype(np.float32), mixup_alpha=0.4)
-  assert weighted[1] != plain[1] and mixed[1] != weighted[1]
-  for losses in (weighted, mixed):
-    assert np.isfinite(losses[1]) and losses[2] == pytest.approx(losses[1], rel=1e-5)
-
-
-def test_speaker_norm_ignores_offline_augmented_copies(data_dir):
-  plain = neural_experiment.build_experiment(_tiny(data_dir, speaker_norm=True))
-  config = _tiny(data_dir, speaker_norm=True)
-  config.augment.offline.update(enabled=True, stretch_rate=None, pitch_steps=None)  # noise
-  augmented = neural_experiment.build_experiment(config)
-  seg = augmented.segments['train']
-  originals = np.char.endswith(seg.utterances.paths[seg.utterance].astype(str), '#original')
-  assert 0 < originals.sum() < len(seg)
-  np.testing.assert_allclose(seg.speaker_norm[originals],
-                             plain.segments['train'].speaker_norm, rtol=1e-5, atol=1e-6)
-
-
-def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_path):
-  """ema_decay: the state's average obeys ema ← r·ema + (1 − r)·params with
-  r = min(d, (1 + t) / (10 + t)); the eval step applies it, not the raw params;
-  a run's checkpoints keep it and its results are the average's."""
-  decay = 0.8
-  exp = neural_experiment.build_experiment(_tiny(data_dir, ema_decay=decay))
-  state = neural_experiment.create_train_state(exp, jax.random.key(0))
-  state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  _assert_trees_equal(state.ema, state.params)
-  expected = jax.device_get(state.params)
-  step = train.make_train_step(exp)
-  batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
-  for t in range(4):
-    state, _ = step(state, sharding.shard_batch(next(batches), exp.mesh))
-    r = min(decay, (1 + t) / (10 + t))
-    expected = jax.tree.map(lambda e, p: r * e + (1 - r) * p, expected,
-                            jax.device_get(state.params))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-               jax.device_get(state.ema), expected)
-  batch = sharding.shard_batch(next(batches), exp.mesh)
-  probs = np.asarray(neural_experiment.make_eval_step(exp)(state, batch))
-  raw = np.asarray(neural_experiment.make_eval_step(exp)(state.replace(ema=None), batch))
-  feats, mask = neural_experiment.frontend_output(exp, batch)
-  feats = features.normalize(feats, state.norm, mask)
-  want = jax.nn.softmax(exp.model.apply({'params': state.ema}, feats, mask, batch['gender']))
-  np.testing.assert_allclose(probs, np.asarray(want), atol=1e-6)
-  assert np.abs(probs - raw).max() > 1e-4
-
-  config = _tiny(data_dir, ema_decay=decay, num_epochs=2)
-  workdir = str(tmp_path / 'run')
-  results = train.train_and_evaluate(config, workdir)
-  ckpt, _ = neural_experiment.resolve_checkpoint(workdir, None, config.selection)
-  restored, best = neural_experiment.restore_for_eval(exp, ckpt)
-  assert best == results['checkpoint_step'] and restored.ema is not None
-  again = neural_experiment.evaluate_splits(exp, restored, ('test',))['test']
-  assert again['uar'] == results['test']['uar'] and again['wa'] == results['test']['wa']
