@@ -4,7 +4,8 @@ speaker-grouped 5-fold (`group_kfold`, split_seed 0, the table's folds).
 Every setting was chosen on fold 0's validation speakers only. Over the 5
 folds it gives test UAR 65.7 ± 2.4 % and WA 62.0 ± 3.2 % (AMD EPYC, 2 cores,
 13.6–25.9 min a fold; docs/results.md, row 13), transductive since it uses
-per-speaker normalisation (without it, fold 0: test UAR 62.5 %, WA 58.8 %).
+per-speaker normalisation (without it, inductive: test UAR 61.5 ± 0.8 %, WA
+56.7 ± 4.1 % over the 5 folds; docs/results.md, row 17).
 Removing mixup tied on mean validation UAR over the 5 folds (62.92 against
 62.92 %), so it stays (docs/results.md, "What each part buys"). The parts,
 each a config field of the neural trainer:
