@@ -111,6 +111,9 @@ def base() -> ml_collections.ConfigDict:
   # of that speaker's audio, test speakers included: transductive) before the
   # training statistics; predict takes a call's files as one speaker, export refuses.
   c.speaker_norm = False
+  # True: z-score every segment with its utterance's own feature statistics (over all
+  # of that file's segments; inductive) before the training statistics. One of the two.
+  c.utterance_norm = False
   c.class_balance = False         # True: loss weights N / (K n_c) per training class
   c.mixup_alpha = 0.0             # > 0: mixup of features and labels, lam ~ Beta(a, a)
   c.ema_decay = 0.0               # > 0: evaluate/select/predict with an EMA of the params

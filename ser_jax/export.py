@@ -10,7 +10,9 @@ Signatures:
                   0 female, 1 male, -1 unknown → both averaged)
       → {'probabilities': float32[K], 'emotion_index': int32, 'segments': int32}
   segments(audio: float32[b, L], lengths: int32[b], gender: int32[b])
-      → {'probabilities': float32[b, K]}   (posteriors of fixed-length segments)
+      → {'probabilities': float32[b, K]}   (posteriors of fixed-length segments; for
+      a model trained with utterance_norm the b segments are one utterance's, whose
+      statistics normalise them)
 Class names, sample rate and segment length are in `ser_jax_export.json`
 and as the module's `class_names` constant.
 """
@@ -43,6 +45,9 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
 
   def segment_probs(p, audio, lengths, gender):
     feats, mask = exp.frontend(audio, lengths)
+    if config.utterance_norm:   # the batch is one utterance's segments (as in training)
+      feats = features_lib.normalize(feats, features_lib.finalize_stats(
+          features_lib.accumulate_stats(feats, mask), neural_lib.SPEAKER_MIN_STD), mask)
     feats = features_lib.normalize(feats, norm, mask)
     logits = exp.model.apply({'params': p}, feats, mask, gender)
     return jax.nn.softmax(logits, axis=-1)

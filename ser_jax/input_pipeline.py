@@ -57,9 +57,10 @@ class Segments:
   # audio and the step computes the features).
   feats: np.ndarray | None = None   # float32 [S, T, F, C]
   mask: np.ndarray | None = None    # bool [S, T] valid frames
-  # Per-segment feature statistics of its speaker (`config.speaker_norm`):
-  # float32 [S, 2, F, C], mean and std; None: the training split's statistics only.
-  speaker_norm: np.ndarray | None = None
+  # Per-segment feature statistics of its speaker (`config.speaker_norm`) or of its
+  # utterance (`config.utterance_norm`): float32 [S, 2, F, C], mean and std, applied
+  # before the training split's statistics; None: those only.
+  norm_stats: np.ndarray | None = None
 
   def __len__(self):
     return len(self.lengths)
@@ -370,8 +371,8 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
 def _batch(seg: Segments, idx: np.ndarray, weight: np.ndarray) -> dict[str, np.ndarray]:
   inputs = ({'audio': seg.audio[idx], 'lengths': seg.lengths[idx]} if seg.feats is None
             else {'feats': seg.feats[idx], 'mask': seg.mask[idx]})
-  if seg.speaker_norm is not None:
-    inputs['speaker_norm'] = seg.speaker_norm[idx]
+  if seg.norm_stats is not None:
+    inputs['norm_stats'] = seg.norm_stats[idx]
   return {**inputs, 'labels': seg.labels[idx], 'gender': seg.genders[idx],
           'weight': weight.astype(np.float32)}
 

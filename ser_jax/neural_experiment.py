@@ -105,6 +105,7 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   """Builds front end, model and optimiser; with data, also the split
   (`load_split`; the training split augmented offline if configured) cut into
   segments."""
+  check_norm(config)
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   class_names = tuple(config.data.classes)
@@ -133,7 +134,22 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
                    'from every split\'s unlabelled audio).',
                    len({s for seg in exp.segments.values() for s in seg.utterances.speakers}),
                    time.time() - t0)
+    elif config.utterance_norm:
+      t0 = time.time()
+      moments = segment_moments(exp)
+      for name, seg in exp.segments.items():
+        exp.segments[name] = dataclasses.replace(seg, norm_stats=utterance_stats(seg, moments))
+      logging.info('Per-utterance feature statistics of %d utterances in %.1fs (inductive: '
+                   'each file by its own audio).',
+                   sum(len(s.utterances) for s in exp.segments.values()), time.time() - t0)
   return exp
+
+
+def check_norm(config) -> None:
+  """speaker_norm and utterance_norm each replace the segment's statistics: one at most."""
+  if config.speaker_norm and config.utterance_norm:
+    raise ValueError('speaker_norm and utterance_norm are alternatives (each z-scores a '
+                     'segment by its own group\'s statistics): set one of them')
 
 
 SPEAKER_MIN_STD = 1e-3
@@ -162,16 +178,30 @@ def segment_moments(exp: Experiment) -> Callable:
   return run
 
 
-def speaker_stats(n: float, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-  """[2, F, C] mean and std (floored at SPEAKER_MIN_STD) from summed moments."""
+def speaker_stats(n, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+  """[..., 2, F, C] mean and std (floored at SPEAKER_MIN_STD) from summed moments
+  (n: frames, a scalar or [...]; s1, s2: [..., F, C])."""
+  n = np.maximum(np.asarray(n, np.float64), 1.0)[..., None, None]
   mean = s1 / n
   std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
-  return np.stack([mean, np.maximum(std, SPEAKER_MIN_STD)]).astype(np.float32)
+  return np.stack([mean, np.maximum(std, SPEAKER_MIN_STD)], axis=-3).astype(np.float32)
+
+
+def utterance_stats(seg: input_pipeline.Segments, moments: Callable) -> np.ndarray:
+  """[S, 2, F, C]: every segment's utterance statistics, over the valid frames of all
+  of that utterance's segments (`utterance_norm`: inductive, each file by itself)."""
+  n, s1, s2 = moments(seg)
+  k = len(seg.utterances)
+  sums = [np.zeros((k,) + s1.shape[1:]) for _ in range(2)]
+  np.add.at(sums[0], seg.utterance, s1)
+  np.add.at(sums[1], seg.utterance, s2)
+  stats = speaker_stats(np.bincount(seg.utterance, weights=n, minlength=k), *sums)
+  return stats[seg.utterance]
 
 
 def add_speaker_norm(exp: Experiment) -> None:
   """Gives every segment of every split its speaker's feature mean and std
-  (`Segments.speaker_norm`), over all of that speaker's valid frames in all
+  (`Segments.norm_stats`), over all of that speaker's valid frames in all
   splits; the steps then z-score each segment with them before the training
   statistics. Speaker normalisation uses the test speakers' unlabelled audio
   (transductive) and is reported as such."""
@@ -202,7 +232,7 @@ def add_speaker_norm(exp: Experiment) -> None:
   for name, seg in exp.segments.items():
     speakers = seg.utterances.speakers[seg.utterance]
     exp.segments[name] = dataclasses.replace(
-        seg, speaker_norm=np.stack([stats[spk] for spk in speakers]))
+        seg, norm_stats=np.stack([stats[spk] for spk in speakers]))
 
 
 def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:
@@ -229,7 +259,8 @@ def frontend_output(exp: Experiment, batch, audio_transform=None):
   """(feats, mask) of a batch before normalisation: the front end on its audio
   ('audio' int16, 'lengths'; `audio_transform` applied to the float waveform
   first), or the cached output it carries ('feats', 'mask'); z-scored with
-  the segment's speaker statistics when the batch carries them ('speaker_norm')."""
+  the segment's own statistics (its speaker's or its utterance's) when the batch
+  carries them ('norm_stats')."""
   if 'feats' in batch:
     feats, mask = batch['feats'], batch['mask']
   else:
@@ -237,8 +268,8 @@ def frontend_output(exp: Experiment, batch, audio_transform=None):
     if audio_transform is not None:
       audio = audio_transform(audio)
     feats, mask = exp.frontend(audio, batch['lengths'])
-  if 'speaker_norm' in batch:   # each segment by its speaker's statistics first
-    sn = batch['speaker_norm']
+  if 'norm_stats' in batch:   # each segment by its speaker's/utterance's statistics first
+    sn = batch['norm_stats']
     feats = features_lib.normalize(feats, {'mean': sn[:, None, 0], 'std': sn[:, None, 1]}, mask)
   return feats, mask
 
@@ -368,7 +399,7 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   of both gender inputs are averaged (a model without the input runs once). A model
   trained with speaker_norm takes the waveforms it observes as one speaker's:
   `observe` them all first (predict.predict_files does); their statistics
-  normalise each. The segments of all the waveforms of a call share batches (one
+  normalise each. With utterance_norm each waveform is normalised by its own. The segments of all the waveforms of a call share batches (one
   compiled batch shape), so a folder of short clips costs one forward pass per
   `batch_size` segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
@@ -386,7 +417,7 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     genders, said = [0, 1], 'unknown (averaged)'
   fields = {'gender': said, 'checkpoint_step': int(step)}
 
-  moments = segment_moments(exp) if config.speaker_norm else None
+  moments = segment_moments(exp) if config.speaker_norm or config.utterance_norm else None
   speaker = {'totals': [0.0, 0.0, 0.0], 'files': 0}   # speaker_norm: the observed speaker
 
   def segments_of(audios, copies):
@@ -411,7 +442,9 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
       if not speaker['files']:
         raise ValueError('speaker_norm: observe() the speaker\'s recordings first')
       stats = speaker_stats(*speaker['totals'])
-      seg = dataclasses.replace(seg, speaker_norm=np.broadcast_to(stats, (len(seg),) + stats.shape))
+      seg = dataclasses.replace(seg, norm_stats=np.broadcast_to(stats, (len(seg),) + stats.shape))
+    elif config.utterance_norm:
+      seg = dataclasses.replace(seg, norm_stats=utterance_stats(seg, moments))
     p = evaluate_lib.segment_posteriors(eval_step, state, seg, config.batch_size, exp.mesh)
     pooled = evaluate_lib.aggregate(p, seg.utterance, n * g, config.aggregation)
     probs = pooled.reshape(g, n, -1).mean(axis=0)

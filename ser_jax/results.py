@@ -87,6 +87,8 @@ def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
   if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
     text += '; speaker-normalised (transductive)'
+  if cfg.get('utterance_norm'):
+    text += '; utterance-normalised'
   if input_pipeline.augments_before_split(cfg):
     text += '; augmented before the split (leaky: variants of test files are trained on)'
   return text

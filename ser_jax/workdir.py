@@ -44,16 +44,17 @@ RUNTIME_FIELDS = ('log_every_steps', 'eval_every_epochs', 'checkpoint_every_step
 # What evaluate, predict and export depend on (everything else is training).
 _INFERENCE_FIELDS = {
     'evaluate': ('trainer', 'model', 'features', 'data', 'protocol', 'aggregation',
-                 'speaker_norm', 'svm.speaker_norm', 'ema_decay'),
+                 'speaker_norm', 'utterance_norm', 'svm.speaker_norm', 'ema_decay'),
     'predict': ('trainer', 'model', 'features', 'data.classes', 'aggregation',
-                'speaker_norm', 'svm.speaker_norm', 'ema_decay'),
+                'speaker_norm', 'utterance_norm', 'svm.speaker_norm', 'ema_decay'),
     'export': ('trainer', 'model', 'features', 'data.classes', 'aggregation',
-               'speaker_norm', 'ema_decay'),
+               'speaker_norm', 'utterance_norm', 'ema_decay'),
 }
 # Fields added to the configs after workdirs were trained without them, at the value
 # that reproduces what those workdirs did: absent in a config.json equals this.
 ADDED_FIELDS = {
-    'speaker_norm': False, 'class_balance': False, 'mixup_alpha': 0.0, 'ema_decay': 0.0,
+    'speaker_norm': False, 'utterance_norm': False, 'class_balance': False,
+    'mixup_alpha': 0.0, 'ema_decay': 0.0,
     'svm.speaker_norm': False, 'svm.augment_before_split': False,
     'augment.offline.before_split': False,
     'features.max_segments': 0,

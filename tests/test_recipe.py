@@ -186,17 +186,10 @@ def test_feature_cache_over_its_memory_limit_is_skipped(data_dir, monkeypatch):
 def test_speaker_norm_zscores_each_speaker_with_its_own_statistics(data_dir, tmp_path):
   config = _tiny(data_dir, speaker_norm=True)
   exp = neural_experiment.build_experiment(config)
-  frontend = jax.jit(lambda b: neural_experiment.frontend_output(exp, b))
   for name, seg in exp.segments.items():   # every split, test speakers included
-    assert seg.speaker_norm is not None and seg.speaker_norm.shape[0] == len(seg)
+    assert seg.norm_stats is not None and seg.norm_stats.shape[0] == len(seg)
     speakers = seg.utterances.speakers[seg.utterance]
-    feats, masks = [], []
-    for batch in input_pipeline.eval_batches(seg, config.batch_size):
-      f, m = jax.device_get(frontend(sharding.shard_batch(batch, exp.mesh)))
-      keep = batch['weight'] > 0
-      feats.append(f[keep])
-      masks.append(m[keep])
-    feats, masks = np.concatenate(feats), np.concatenate(masks)
+    feats, masks = _normalised_frames(exp, seg)
     # A speaker's frames over all splits have mean 0 and std 1; each split holds
     # all of a speaker's audio here (speaker-independent folds).
     for spk in np.unique(speakers):
@@ -244,6 +237,56 @@ def test_speaker_norm_predictions_equal_evaluation_for_a_whole_speaker(data_dir,
     export.export_saved_model(config, workdir, str(tmp_path / 'export'))
 
 
+def _normalised_frames(exp, seg):
+  """seg's features after its own statistics (before the training statistics), valid
+  frames only: [S, T, F, C] and the mask [S, T]."""
+  frontend = jax.jit(lambda b: neural_experiment.frontend_output(exp, b))
+  feats, masks = [], []
+  for batch in input_pipeline.eval_batches(seg, exp.config.batch_size):
+    f, m = jax.device_get(frontend(sharding.shard_batch(batch, exp.mesh)))
+    keep = batch['weight'] > 0
+    feats.append(f[keep])
+    masks.append(m[keep])
+  return np.concatenate(feats), np.concatenate(masks)
+
+
+def test_utterance_norm_zscores_each_file_and_predict_and_export_agree(data_dir, tmp_path):
+  """utterance_norm (inductive): every utterance's frames, over all its segments, have
+  mean 0 and std 1; predict (file by file) and the SavedModel (which computes the
+  statistics in its graph) give evaluation's posteriors."""
+  with pytest.raises(ValueError, match='alternatives'):
+    neural_experiment.build_experiment(_tiny(data_dir, speaker_norm=True, utterance_norm=True),
+                                       with_data=False)
+  config = _tiny(data_dir, utterance_norm=True, num_epochs=1)
+  config.features.segment_hop_seconds = 0.5     # several overlapping segments a file
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  exp = neural_experiment.build_experiment(config)
+  seg = exp.segments['test']
+  assert seg.norm_stats is not None and np.bincount(seg.utterance).max() > 1
+  feats, masks = _normalised_frames(exp, seg)
+  for u in np.unique(seg.utterance):
+    frames = feats[seg.utterance == u][masks[seg.utterance == u]]
+    np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=2e-3)
+    np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=2e-2)
+  utts = seg.utterances
+  expected = {r['path']: np.asarray(r['probabilities']) for r in results['test']['predictions']}
+  from ser_jax import export  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  export.export_saved_model(config, workdir, str(tmp_path / 'export'))
+  serve = tf.saved_model.load(str(tmp_path / 'export')).signatures['serving_default']
+  for i in range(3):
+    gender = ('female', 'male')[int(utts.genders[i])]
+    want = expected[str(utts.paths[i])]
+    want = want / want.sum()   # predict and export renormalise
+    [(probs, _)] = neural_experiment.load_predictor(config, workdir, None, gender).many(
+        [utts.audio[i]])
+    np.testing.assert_allclose(probs, want, atol=2e-5)
+    out = serve(waveform=tf.constant(utts.audio[i].astype(np.float32) / 32768.0),
+                gender=tf.constant(int(utts.genders[i])))
+    np.testing.assert_allclose(out['probabilities'].numpy(), want, atol=2e-4)
+
+
 def test_class_weights_even_out_the_classes():
   seg = mock.Mock(labels=np.array([0, 0, 0, 1, 2, 2]))
   config = _tiny('unused', class_balance=True)
@@ -287,8 +330,8 @@ def test_speaker_norm_ignores_offline_augmented_copies(data_dir):
   seg = augmented.segments['train']
   originals = np.char.endswith(seg.utterances.paths[seg.utterance].astype(str), '#original')
   assert 0 < originals.sum() < len(seg)
-  np.testing.assert_allclose(seg.speaker_norm[originals],
-                             plain.segments['train'].speaker_norm, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(seg.norm_stats[originals],
+                             plain.segments['train'].norm_stats, rtol=1e-5, atol=1e-6)
 
 
 def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_path):
