@@ -47,7 +47,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
     feats, mask = exp.frontend(audio, lengths)
     if config.utterance_norm:   # the batch is one utterance's segments (as in training)
       feats = features_lib.normalize(feats, features_lib.finalize_stats(
-          features_lib.accumulate_stats(feats, mask), neural_lib.SPEAKER_MIN_STD), mask)
+          features_lib.accumulate_stats(feats, mask), neural_lib.NORM_MIN_STD), mask)
     feats = features_lib.normalize(feats, norm, mask)
     logits = exp.model.apply({'params': p}, feats, mask, gender)
     return jax.nn.softmax(logits, axis=-1)

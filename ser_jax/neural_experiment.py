@@ -152,7 +152,7 @@ def check_norm(config) -> None:
                      'segment by its own group\'s statistics): set one of them')
 
 
-SPEAKER_MIN_STD = 1e-3
+NORM_MIN_STD = 1e-3
 
 
 def segment_moments(exp: Experiment) -> Callable:
@@ -178,13 +178,13 @@ def segment_moments(exp: Experiment) -> Callable:
   return run
 
 
-def speaker_stats(n, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-  """[..., 2, F, C] mean and std (floored at SPEAKER_MIN_STD) from summed moments
+def moment_stats(n, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+  """[..., 2, F, C] mean and std (floored at NORM_MIN_STD) from summed moments
   (n: frames, a scalar or [...]; s1, s2: [..., F, C])."""
   n = np.maximum(np.asarray(n, np.float64), 1.0)[..., None, None]
   mean = s1 / n
   std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
-  return np.stack([mean, np.maximum(std, SPEAKER_MIN_STD)], axis=-3).astype(np.float32)
+  return np.stack([mean, np.maximum(std, NORM_MIN_STD)], axis=-3).astype(np.float32)
 
 
 def utterance_stats(seg: input_pipeline.Segments, moments: Callable) -> np.ndarray:
@@ -195,7 +195,7 @@ def utterance_stats(seg: input_pipeline.Segments, moments: Callable) -> np.ndarr
   sums = [np.zeros((k,) + s1.shape[1:]) for _ in range(2)]
   np.add.at(sums[0], seg.utterance, s1)
   np.add.at(sums[1], seg.utterance, s2)
-  stats = speaker_stats(np.bincount(seg.utterance, weights=n, minlength=k), *sums)
+  stats = moment_stats(np.bincount(seg.utterance, weights=n, minlength=k), *sums)
   return stats[seg.utterance]
 
 
@@ -228,7 +228,7 @@ def add_speaker_norm(exp: Experiment) -> None:
       own_totals = all_totals
     if own_totals[0] == 0:
       raise ValueError(f'speaker_norm: speaker {spk} has no valid frames')
-    stats[spk] = speaker_stats(*own_totals)
+    stats[spk] = moment_stats(*own_totals)
   for name, seg in exp.segments.items():
     speakers = seg.utterances.speakers[seg.utterance]
     exp.segments[name] = dataclasses.replace(
@@ -399,9 +399,10 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   of both gender inputs are averaged (a model without the input runs once). A model
   trained with speaker_norm takes the waveforms it observes as one speaker's:
   `observe` them all first (predict.predict_files does); their statistics
-  normalise each. With utterance_norm each waveform is normalised by its own. The segments of all the waveforms of a call share batches (one
-  compiled batch shape), so a folder of short clips costs one forward pass per
-  `batch_size` segments, not one per file."""
+  normalise each. With utterance_norm each waveform is normalised by its own. The
+  segments of all the waveforms of a call share batches (one compiled batch
+  shape), so a folder of short clips costs one forward pass per `batch_size`
+  segments, not one per file."""
   if gender is not None and gender not in experiment_lib.GENDERS:
     raise ValueError(f'gender must be one of {experiment_lib.GENDERS}, not {gender!r}')
   exp = build_experiment(config, with_data=False)
@@ -441,7 +442,7 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
     if config.speaker_norm:
       if not speaker['files']:
         raise ValueError('speaker_norm: observe() the speaker\'s recordings first')
-      stats = speaker_stats(*speaker['totals'])
+      stats = moment_stats(*speaker['totals'])
       seg = dataclasses.replace(seg, norm_stats=np.broadcast_to(stats, (len(seg),) + stats.shape))
     elif config.utterance_norm:
       seg = dataclasses.replace(seg, norm_stats=utterance_stats(seg, moments))

@@ -31,6 +31,9 @@ _TRANSDUCTIVE = ('(features z-scored per speaker with that speaker\'s own audio,
                  'speakers included: transductive) ')
 
 
+_PER_UTTERANCE = '(features z-scored per file with that file\'s own audio: inductive) '
+
+
 _LEAKY = ('(every file\'s augmented variants split as utterances of their own, before '
           'the split: a test file\'s variants are trained on) ')
 
@@ -181,6 +184,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
       + (_TRANSDUCTIVE if _speaker_norm(config) else '')
+      + (_PER_UTTERANCE if config.get('utterance_norm') else '')
       + (_LEAKY if input_pipeline.augments_before_split(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
