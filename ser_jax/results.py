@@ -83,6 +83,18 @@ def _config_file(command: str) -> str:
   return found[0] if found else '?'
 
 
+def _paper(reference: str | None) -> str:
+  """The paper column: the reference up to its first parenthesis, skipping leading
+  parentheses that come before any figure ('Model 1 (attention): UAR 59.4 % (…')."""
+  text = reference or '—'
+  while ' (' in text and '%' not in text.split(' (')[0]:
+    dropped = re.sub(r' \([^)]*\)', '', text, count=1)
+    if dropped == text:
+      break
+    text = dropped
+  return text.split(' (')[0]
+
+
 def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
   if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
@@ -158,7 +170,8 @@ def row(workdir: str) -> dict:
       'protocol': _protocol(cfg), 'runs': runs, 'wa': wa, 'uar': uar,
       'recall': _recalls(per_class, classes),
       'per_corpus': ', '.join(f'{c} {m:.1f}' for c, (m, _) in sorted(per_corpus.items())),
-      'paper': (cfg.get('reference') or '—').split(' (')[0], 'reference': cfg.get('reference'), 'minutes': _minutes(seconds), 'machine': machine,
+      'paper': _paper(cfg.get('reference')), 'reference': cfg.get('reference'),
+      'minutes': _minutes(seconds), 'machine': machine,
       'command': portable_command(command, workdir), 'workdir': workdir,
   }
 

@@ -126,6 +126,9 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
       "python run.py \"--config.data.classes=('neutral','sad')\" --workdir=/x/y", workdir)
   assert quoted == 'python run.py "--config.data.classes=(\'neutral\',\'sad\')" --workdir=runs/' + (
       os.path.basename(workdir))
+  assert results._paper('Model 1 (attention): UAR 59.4 % (IEMOCAP); Model 2') == (
+      'Model 1: UAR 59.4 %')   # the figure, not a parenthesis before it
+  assert results._paper('Sen et al.: accuracy 82.4 % (RAVDESS)') == 'Sen et al.: accuracy 82.4 %'
   assert results.main([workdir]) == 0
   out = capsys.readouterr().out
   assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
