@@ -20,6 +20,7 @@ import numpy as np
 
 from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
+from ser_jax import metrics as metrics_lib
 from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import splits as splits_lib
@@ -138,6 +139,7 @@ def summarize(config, results) -> dict:
     entry['wa_mean_std'] = reports.mean_std(entry['wa'])
   all_uar = [u for r in rows for u in r['uar']]
   all_wa = [w for r in rows for w in r['wa']]
+  ensemble = seed_ensemble(results)
   return {
       'protocol': config.protocol.name, 'folds': folds,
       'seeds': sorted({s for _, s in results}), 'rows': rows,
@@ -145,9 +147,48 @@ def summarize(config, results) -> dict:
       'wa_over_folds': reports.mean_std([r['wa_mean'] for r in rows]),
       'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
       'num_runs': len(results), 'per_corpus': per_corpus,
+      **({'seed_ensemble': ensemble} if ensemble else {}),
       # Wall time of each run's last invocation (what a resumed run took since).
       'wall_seconds_per_run': [r.get('wall_seconds') for _, r in sorted(results.items())],
   }
+
+
+def ensemble_report(reports_of_seeds: list[dict]) -> dict:
+  """UAR and WA (%) of one split's utterance posteriors averaged over several runs
+  (the same utterances: seeds of one fold)."""
+  preds = [r['predictions'] for r in reports_of_seeds]
+  paths = [p['path'] for p in preds[0]]
+  if any([p['path'] for p in other] != paths for other in preds[1:]):
+    raise ValueError('seed ensemble: the runs of a fold evaluated different utterances')
+  classes = list(reports_of_seeds[0]['classes'])
+  probs = np.mean([[p['probabilities'] for p in run] for run in preds], axis=0)
+  labels = np.array([classes.index(p['label']) for p in preds[0]])
+  pred = probs.argmax(axis=1)
+  m = metrics_lib.report(labels, pred, classes)
+  return {'uar': 100 * m['uar'], 'wa': 100 * m['wa'], 'labels': labels, 'pred': pred}
+
+
+def seed_ensemble(results) -> dict | None:
+  """Per fold with more than one seed, validation and test UAR/WA of the seeds'
+  averaged posteriors, and their mean ± std over those folds; None without such a fold."""
+  rows, labels, pred = [], [], []
+  for fold in sorted({f for f, _ in results}):
+    runs = [r for (f, _), r in sorted(results.items()) if f == fold]
+    if len(runs) > 1:
+      row = {'fold': fold, 'seeds': len(runs)}
+      for split in ('validation', 'test'):
+        e = ensemble_report([r[split] for r in runs])
+        row.update({f'{split}_uar': e['uar'], f'{split}_wa': e['wa']})
+      rows.append(row)
+      labels.append(e['labels'])
+      pred.append(e['pred'])
+      classes = runs[0]['test']['classes']
+  if not rows:
+    return None
+  over = {f'{k}_over_folds': reports.mean_std([r[k] for r in rows])
+          for k in ('validation_uar', 'validation_wa', 'test_uar', 'test_wa')}
+  pooled = metrics_lib.report(np.concatenate(labels), np.concatenate(pred), classes)
+  return {'rows': rows, **over, 'pooled_test_per_class': pooled['per_class']}
 
 
 def write_protocol_report(config, workdir: str, results, summary: dict):
@@ -200,6 +241,16 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       f'(over all {summary["num_runs"]} runs: UAR {ur[0]:.2f} ± {ur[1]:.2f}, '
       f'WA {wr[0]:.2f} ± {wr[1]:.2f}).',
   ]
+  ens = summary.get('seed_ensemble')
+  if ens:
+    md += ['', '## Ensemble of each fold\'s seeds (posteriors averaged)', '',
+           '| fold | seeds | validation UAR / WA % | test UAR / WA % |', '|---|---|---|---|']
+    md += [f'| {r["fold"]} | {r["seeds"]} | {r["validation_uar"]:.2f} / '
+           f'{r["validation_wa"]:.2f} | {r["test_uar"]:.2f} / {r["test_wa"]:.2f} |'
+           for r in ens['rows']]
+    eu, ew = ens['test_uar_over_folds'], ens['test_wa_over_folds']
+    md += ['', f'Mean over those folds: test UAR {eu[0]:.2f} ± {eu[1]:.2f} %, '
+           f'WA {ew[0]:.2f} ± {ew[1]:.2f} %.']
   if summary.get('per_corpus'):
     md += ['', '## Each corpus (mean ± std over the folds that test it)', '',
            '| corpus | folds | test utterances | UAR % | WA % |', '|---|---|---|---|---|']

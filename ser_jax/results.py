@@ -176,6 +176,26 @@ def row(workdir: str) -> dict:
   }
 
 
+def ensemble_row(workdir: str, base: dict) -> dict | None:
+  """The row of a protocol's seed ensemble (each fold's seeds' posteriors averaged),
+  beside its per-run row `base`; None when no fold has several seeds."""
+  path = os.path.join(workdir, 'protocol_results.json')
+  ens = _json(path).get('seed_ensemble') if os.path.exists(path) else None
+  if not ens:
+    return None
+  classes = list(_json(os.path.join(workdir, 'config.json'))['data']['classes'])
+  seeds = sorted({r['seeds'] for r in ens['rows']})
+  return {**base, 'protocol': base['protocol'] + '; seeds ensembled (posteriors averaged)',
+          'runs': f'{len(ens["rows"])} × {"/".join(map(str, seeds))}, ensembled',
+          'wa': _over_folds(ens, 'test_wa'), 'uar': _over_folds(ens, 'test_uar'),
+          'recall': _recalls(ens['pooled_test_per_class'], classes), 'per_corpus': ''}
+
+
+def _over_folds(ens: dict, key: str) -> tuple:
+  mean, std = ens[f'{key}_over_folds']
+  return mean, (std if len(ens['rows']) > 1 else None)   # one fold: no spread
+
+
 def _pm(value) -> str:
   mean, std = value
   return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
@@ -237,6 +257,9 @@ def main(argv: Sequence[str]) -> int:
   for w in workdirs:
     try:
       rows.append(row(w))
+      ensembled = ensemble_row(w, rows[-1])
+      if ensembled:
+        rows.append(ensembled)
     except (OSError, KeyError, ValueError) as e:
       print(f'skipped {w}: {type(e).__name__}: {e}', file=sys.stderr)
   print(table(rows))

@@ -44,6 +44,7 @@ def test_reports_are_written(protocol_run):
   with open(os.path.join(workdir, 'summary.md')) as f:
     text = f.read()
   assert '| fold |' in text and '± ' in text and 'loso' in text
+  assert 'Ensemble of each fold\'s seeds' in text   # 2 seeds a fold
   with open(os.path.join(workdir, 'splits', 'fold01.json')) as f:
     published = json.load(f)
   splits.check_disjoint(published['speakers'])
@@ -132,4 +133,37 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
   assert results.main([workdir]) == 0
   out = capsys.readouterr().out
   assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
+  ens = summary['seed_ensemble']   # 2 folds × 2 seeds: a second row, the ensemble's
+  assert [r['seeds'] for r in ens['rows']] == [2, 2]
+  assert f'| 2 × 2, ensembled | {ens["test_wa_over_folds"][0]:.1f} ± ' in out
+  assert 'seeds ensembled (posteriors averaged)' in out
   assert results.main([workdir + '_missing']) == 2
+
+
+def test_seed_ensemble_averages_each_folds_posteriors():
+  import ml_collections
+  classes = ['neutral', 'happy', 'sad']
+
+  def report(probs, labels=('neutral', 'happy', 'sad', 'sad')):
+    return {'classes': classes, 'uar': 0.0, 'wa': 0.0, 'per_class': {}, 'predictions': [
+        {'path': f'f{i}.wav', 'label': y, 'probabilities': p}
+        for i, (y, p) in enumerate(zip(labels, probs))]}
+  # Seed 0 gets utterances 0, 1 right; seed 1 gets 0, 2, 3 right; their mean gets all 4.
+  a = report([[.9, .1, 0], [.2, .8, 0], [.1, .5, .4], [.6, 0, .4]])
+  b = report([[.7, .3, 0], [.5, .4, .1], [0, .2, .8], [.3, 0, .7]])
+  results = {(0, s): {'test': r, 'validation': r, 'speakers': {'test': ['x']}}
+             for s, r in enumerate((a, b))}
+  results[1, 0] = results[0, 0]   # a fold with one seed has no ensemble
+  summary = protocols.summarize(ml_collections.ConfigDict({'protocol': {'name': 'loso'}}),
+                                results)
+  ens = summary['seed_ensemble']
+  assert [(r['fold'], r['seeds']) for r in ens['rows']] == [(0, 2)]
+  assert ens['rows'][0]['test_wa'] == pytest.approx(100.0)
+  assert ens['rows'][0]['test_uar'] == pytest.approx(100.0)
+  assert ens['pooled_test_per_class']['sad']['recall'] == 1.0
+  only_one = {k: v for k, v in results.items() if k != (0, 1)}
+  assert 'seed_ensemble' not in protocols.summarize(
+      ml_collections.ConfigDict({'protocol': {'name': 'loso'}}), only_one)
+  b['predictions'][0]['path'] = 'other.wav'
+  with pytest.raises(ValueError, match='different utterances'):
+    protocols.seed_ensemble(results)
