@@ -175,13 +175,11 @@ def seed_ensemble(results) -> dict | None:
   for fold in sorted({f for f, _ in results}):
     runs = [r for (f, _), r in sorted(results.items()) if f == fold]
     if len(runs) > 1:
-      row = {'fold': fold, 'seeds': len(runs)}
-      for split in ('validation', 'test'):
-        e = ensemble_report([r[split] for r in runs])
-        row.update({f'{split}_uar': e['uar'], f'{split}_wa': e['wa']})
-      rows.append(row)
-      labels.append(e['labels'])
-      pred.append(e['pred'])
+      val, test = (ensemble_report([r[split] for r in runs]) for split in ('validation', 'test'))
+      rows.append({'fold': fold, 'seeds': len(runs), 'validation_uar': val['uar'],
+                   'validation_wa': val['wa'], 'test_uar': test['uar'], 'test_wa': test['wa']})
+      labels.append(test['labels'])
+      pred.append(test['pred'])
       classes = runs[0]['test']['classes']
   if not rows:
     return None
