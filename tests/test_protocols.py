@@ -130,6 +130,9 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
   assert results._paper('Model 1 (attention): UAR 59.4 % (IEMOCAP); Model 2') == (
       'Model 1: UAR 59.4 %')   # the figure, not a parenthesis before it
   assert results._paper('Sen et al.: accuracy 82.4 % (RAVDESS)') == 'Sen et al.: accuracy 82.4 %'
+  loso = {'protocol': {'name': 'loso'}}
+  assert results._protocol({**loso, 'utterance_norm': True}) == 'loso; utterance-normalised'
+  assert results._protocol(loso) == 'loso'
   assert results.main([workdir]) == 0
   out = capsys.readouterr().out
   assert out.startswith('| system |') and f'{summary["uar_over_folds"][0]:.1f} ± ' in out
