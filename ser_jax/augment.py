@@ -51,8 +51,9 @@ after normalisation so that mask_value 0 is the mean):
   (Masks cover every channel; padded frames are never touched.)
 
 Offline (`offline_augment`, numpy + librosa on the CPU, deterministic from a
-seed): Gomes et al.'s x4 data, original + noise + time stretch + pitch shift;
-see its docstring.
+seed): Gomes et al.'s x4 data, original + noise + time stretch + pitch shift,
+and optionally speed perturbation (Ko et al. 2015: resampled copies, tempo and
+pitch together); see its docstring.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ OFFLINE_DEFAULTS = dict(
     noise_amplitude=0.035, noise_random_scale=True, noise_distribution='normal',
     stretch_rate=0.8,
     pitch_steps=0.7,
+    # Speed perturbation (Ko et al., Interspeech 2015, the Kaldi recipe's 0.9 / 1.1):
+    # not in Gomes et al.'s recipe, so off; e.g. (0.9, 1.1) adds one copy per rate.
+    speed_rates=None,
 )
 
 
@@ -331,7 +335,27 @@ def offline_variants(cfg=None) -> list[str]:
     names.append('stretch')
   if g('pitch_steps') is not None:
     names.append('pitch')
+  rates = g('speed_rates')
+  if rates is not None:
+    rates = [rates] if isinstance(rates, (int, float)) and not isinstance(rates, bool) else rates
+    if (isinstance(rates, (str, bytes)) or not hasattr(rates, '__iter__') or not list(rates)
+        or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r != 1
+               for r in rates)):
+      raise ValueError('augment offline speed_rates must be None or positive numbers '
+                       f'other than 1, e.g. (0.9, 1.1); got {rates!r}')
+    names.extend(speed_variant(r) for r in rates)
   return names
+
+
+def speed_variant(rate: float) -> str:
+  """The variant name of speed perturbation at `rate` ('speed0.9')."""
+  return f'speed{float(rate):g}'
+
+
+def is_speed_copy(path: str) -> bool:
+  """Whether an augmented utterance's path ('file.wav#speed0.9') is a speed-perturbed
+  copy: a new voice (pitch and formants moved), which per-speaker statistics keep apart."""
+  return '#' in path and path.rsplit('#', 1)[1].startswith('speed')
 
 
 def offline_augment(waveforms: Sequence[np.ndarray], sr: int, cfg=None,
@@ -346,10 +370,14 @@ def offline_augment(waveforms: Sequence[np.ndarray], sr: int, cfg=None,
     'stretch'   `librosa.effects.time_stretch(x, rate=stretch_rate)` (0.8:
                 slower, 1 / 0.8 as long),
     'pitch'     `librosa.effects.pitch_shift(x, sr=sr, n_steps=pitch_steps)`
-                (0.7 semitone up, same length).
+                (0.7 semitone up, same length),
+    'speed<r>'  for each r of speed_rates: x played r times as fast (tempo and
+                pitch x r, length / r), `librosa.resample` (soxr) from sr to
+                sr / r, read at sr: sox's `speed r`, Kaldi's perturbation.
   cfg fields: include_original (True), noise_amplitude (0.035; None drops
   the variant), noise_random_scale (True), noise_distribution ('normal'),
-  stretch_rate (0.8; None drops), pitch_steps (0.7; None drops).
+  stretch_rate (0.8; None drops), pitch_steps (0.7; None drops),
+  speed_rates (None; e.g. (0.9, 1.1)).
 
   Returns a flat list of (name, float32 array), waveform-major: entry
   i * k + j is variant j of waveform i, k = len(offline_variants(cfg)).
@@ -385,7 +413,10 @@ def offline_augment(waveforms: Sequence[np.ndarray], sr: int, cfg=None,
         z = (y + amp * e).astype(np.float32)
       elif name == 'stretch':
         z = librosa.effects.time_stretch(y, rate=float(g('stretch_rate')))
-      else:
+      elif name == 'pitch':
         z = librosa.effects.pitch_shift(y, sr=sr, n_steps=float(g('pitch_steps')))
+      else:   # 'speed<r>'
+        z = librosa.resample(y, orig_sr=sr, target_sr=sr / float(name[len('speed'):]),
+                             res_type='soxr_hq')
       out.append((name, np.asarray(z, np.float32)))
   return out

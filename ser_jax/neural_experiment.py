@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ser_jax import augment as augment_lib
 from ser_jax import checkpoints as checkpoints_lib
 from ser_jax import cli
 from ser_jax import evaluate as evaluate_lib
@@ -204,18 +205,26 @@ def add_speaker_norm(exp: Experiment) -> None:
   (`Segments.norm_stats`), over all of that speaker's valid frames in all
   splits; the steps then z-score each segment with them before the training
   statistics. Speaker normalisation uses the test speakers' unlabelled audio
-  (transductive) and is reported as such."""
+  (transductive) and is reported as such. Offline copies that keep the voice
+  (noise, stretch, pitch: 'path#noise', ...) take their speaker's statistics
+  from its own audio; speed-perturbed copies ('path#speed0.9') are a new voice,
+  normalised as a speaker of their own (speaker and rate), as Kaldi's
+  perturbation makes new speakers."""
   moments = segment_moments(exp)
   totals = {}
-  for seg in exp.segments.values():
-    speakers = seg.utterances.speakers[seg.utterance]
-    # Offline-augmented copies ('path#noise', ...) are not the speaker's own audio;
-    # plain paths and the kept originals ('path#original') are.
+  keys = {}
+  for name, seg in exp.segments.items():
+    speakers = seg.utterances.speakers[seg.utterance].astype(str)
     paths = seg.utterances.paths[seg.utterance].astype(str)
-    own = (np.char.find(paths, '#') < 0) | (np.char.endswith(paths, '#original'))
+    speed = np.asarray([augment_lib.is_speed_copy(p) for p in paths], bool)
+    # The key a segment is normalised under: its speaker, or speaker#rate for speed copies.
+    key = speakers.astype(object)
+    key[speed] = [f'{s}#{p.rsplit("#", 1)[1]}' for s, p in zip(speakers[speed], paths[speed])]
+    keys[name] = key
+    own = (np.char.find(paths, '#') < 0) | np.char.endswith(paths, '#original') | speed
     n, s1, s2 = moments(seg)
-    for spk in np.unique(speakers):
-      for which, pick in ((0, (speakers == spk) & own), (1, speakers == spk)):
+    for spk in np.unique(key):
+      for which, pick in ((0, (key == spk) & own), (1, key == spk)):
         t = totals.setdefault(spk, [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])[which]
         t[0] += n[pick].sum()
         t[1] = t[1] + s1[pick].sum(axis=0)
@@ -230,9 +239,8 @@ def add_speaker_norm(exp: Experiment) -> None:
       raise ValueError(f'speaker_norm: speaker {spk} has no valid frames')
     stats[spk] = moment_stats(*own_totals)
   for name, seg in exp.segments.items():
-    speakers = seg.utterances.speakers[seg.utterance]
     exp.segments[name] = dataclasses.replace(
-        seg, norm_stats=np.stack([stats[spk] for spk in speakers]))
+        seg, norm_stats=np.stack([stats[k] for k in keys[name]]))
 
 
 def create_train_state(exp: Experiment, rng: jax.Array) -> TrainState:

@@ -187,6 +187,29 @@ def test_offline_augment_lengths_pitch_determinism():
   assert not np.array_equal(other[1][1], out[1][1])
 
 
+def test_speed_perturbation_changes_tempo_and_pitch_together():
+  """speed_rates: one copy per rate, r times as fast (length / r, a 440 Hz tone at
+  440 r Hz), like sox's `speed r`; off by default, so Gomes et al.'s x4 is unchanged."""
+  sr = 16000
+  t = np.arange(sr) / sr
+  sine = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+  assert not any(n.startswith('speed') for n in A.offline_variants())
+  cfg = dict(noise_amplitude=None, stretch_rate=None, pitch_steps=None, speed_rates=(0.9, 1.1))
+  assert A.offline_variants(cfg) == ['original', 'speed0.9', 'speed1.1']
+  out = A.offline_augment([sine], sr, cfg)
+  for (name, z), rate in zip(out[1:], (0.9, 1.1)):
+    assert z.dtype == np.float32 and abs(len(z) - sr / rate) <= 2, name
+    n = len(z)
+    spec = np.abs(np.fft.rfft(z * np.hanning(n)))
+    assert abs(np.argmax(spec) * sr / n - 440.0 * rate) < 3, name
+    assert abs(np.max(np.abs(z[n // 4:-n // 4])) - 0.5) < 0.01   # level kept
+  assert A.is_speed_copy('a/b.wav#speed0.9') and not A.is_speed_copy('a/b.wav#pitch')
+  assert not A.is_speed_copy('speed/b.wav') and not A.is_speed_copy('a/b.wav#original')
+  for bad in ((1.0,), (), (0.9, -1.0), 'fast', (True,)):
+    with pytest.raises(ValueError, match='speed_rates must be None or positive numbers'):
+      A.offline_variants(dict(speed_rates=bad))
+
+
 def test_offline_variants_drop_on_none_and_refuse_a_non_number():
   assert A.offline_variants(dict(stretch_rate=None)) == ['original', 'noise', 'pitch']
   with pytest.raises(ValueError, match='stretch_rate must be a number or None'):

@@ -86,9 +86,11 @@ def test_overrides_below_a_value_or_into_a_list():
 
 
 def test_an_offline_variant_can_be_dropped_from_the_command_line(tmp_path):
-  """`--config.augment.offline.stretch_rate=None` parses (the field is typed object)."""
+  """`--config.augment.offline.stretch_rate=None` parses (the field is typed object), as
+  does a tuple of speed rates."""
   out = subprocess.run(
       [sys.executable, 'run.py', '--config=configs/cnn2d_bilstm.py:tiny',
        '--config.augment.offline.stretch_rate=None', '--config.augment.offline.pitch_steps=0.5',
+       '--config.augment.offline.speed_rates=(0.9,1.1)',
        f'--workdir={tmp_path}', '--mode=evaluate'], capture_output=True, text=True)
   assert out.returncode != 0 and 'no checkpoints' in out.stderr + out.stdout

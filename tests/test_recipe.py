@@ -334,6 +334,39 @@ def test_speaker_norm_ignores_offline_augmented_copies(data_dir):
                              plain.segments['train'].norm_stats, rtol=1e-5, atol=1e-6)
 
 
+def test_speaker_norm_keeps_speed_perturbed_copies_apart(data_dir):
+  """A speed copy is a new voice: its segments are z-scored with the statistics of
+  that speaker's copies at that rate, not the speaker's own (which the originals
+  and the voice-keeping noise copies still get)."""
+  plain = neural_experiment.build_experiment(_tiny(data_dir, speaker_norm=True))
+  config = _tiny(data_dir, speaker_norm=True)
+  config.augment.offline.update(enabled=True, stretch_rate=None, pitch_steps=None,
+                                speed_rates=(0.8,))      # original, noise, speed0.8
+  exp = neural_experiment.build_experiment(config)
+  seg = exp.segments['train']
+  paths = seg.utterances.paths[seg.utterance].astype(str)
+  speakers = seg.utterances.speakers[seg.utterance]
+  kept = np.char.endswith(paths, '#original')
+  np.testing.assert_allclose(seg.norm_stats[kept], plain.segments['train'].norm_stats,
+                             rtol=1e-5, atol=1e-6)
+  noise = np.char.endswith(paths, '#noise')
+  speed = np.char.endswith(paths, '#speed0.8')
+  assert noise.any() and speed.any()
+  n, s1, s2 = neural_experiment.segment_moments(exp)(seg)
+  for spk in np.unique(speakers):
+    own = kept & (speakers == spk)
+    np.testing.assert_allclose(seg.norm_stats[noise & (speakers == spk)],
+                               seg.norm_stats[own][:1].repeat((noise & (speakers == spk)).sum(), 0),
+                               rtol=1e-6)
+    copies = speed & (speakers == spk)
+    expected = neural_experiment.moment_stats(n[copies].sum(), s1[copies].sum(0),
+                                              s2[copies].sum(0))
+    np.testing.assert_allclose(seg.norm_stats[copies],
+                               np.broadcast_to(expected, seg.norm_stats[copies].shape),
+                               rtol=1e-4, atol=1e-5)
+    assert not np.allclose(expected, seg.norm_stats[own][0], rtol=1e-3)
+
+
 def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_path):
   """ema_decay: the state's average obeys ema ← r·ema + (1 − r)·params with
   r = min(d, (1 + t) / (10 + t)); the eval step applies it, not the raw params;
