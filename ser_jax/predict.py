@@ -2,7 +2,9 @@
 
 Any container, sample rate and channel count that libsndfile reads: audio is
 down-mixed to mono, resampled to 16 kHz with soxr, cut into the model's
-segments, and the segment posteriors are aggregated as in evaluation.
+segments, and the segment posteriors are aggregated as in evaluation. A
+protocol's workdir predicts with all its finished runs (folds × seeds), their
+posteriors averaged: the fold ensemble.
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ser_jax import cli
+from ser_jax import experiment
 from ser_jax import input_pipeline
+from ser_jax import protocols
 from ser_jax import trainers
 from ser_jax import workdir as workdir_lib
 
@@ -56,8 +61,55 @@ def expand_paths(spec: str) -> list[str]:
 
 def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
                    gender: str | None = None):
-  """The trainer's `experiment.Predictor` of a run (`trainers.get(config).predictor`)."""
+  """The trainer's `experiment.Predictor` of a run (`trainers.get(config).predictor`);
+  for a protocol's workdir, the ensemble of its finished runs (`ensemble_predictor`)."""
+  runs = protocols.finished_runs(workdir) if workdir else []
+  if runs:
+    if checkpoint is not None:
+      raise cli.UsageError(
+          f'{workdir} is a protocol of {len(runs)} runs, predicted with each run\'s best '
+          'checkpoint averaged; for one checkpoint pass that run\'s folder as --workdir')
+    load = trainers.get(config).function('predictor')
+    return ensemble_predictor(
+        [(name, load(protocols.run_config(config, fold, seed), sub, None, gender))
+         for name, sub, fold, seed in runs])
   return trainers.get(config).function('predictor')(config, workdir, checkpoint, gender)
+
+
+def ensemble_predictor(named) -> experiment.Predictor:
+  """One predictor of several [(name, predictor)] (a protocol's folds × seeds):
+  the posteriors of each waveform averaged over the members, each member
+  aggregating its own segments; speaker statistics observed by every member."""
+  names = [n for n, _ in named]
+  members = [p for _, p in named]
+  first = members[0]
+  for name, p in named[1:]:
+    if (p.classes, p.sample_rate, p.segment_samples) != (
+        first.classes, first.sample_rate, first.segment_samples):
+      raise ValueError(f'cannot ensemble {names[0]} and {name}: their classes, sample rate '
+                       'or segments differ')
+  observers = [p.observe for p in members if p.observe is not None]
+
+  def observe(audios):
+    for member in observers:
+      member(audios)
+
+  def many(audios):
+    answers = [m.many(audios) for m in members]
+    out = []
+    for i in range(len(audios)):
+      probs = np.mean([np.asarray(a[i][0], np.float64) for a in answers], axis=0)
+      fields = {k: v for k, v in answers[0][i][1].items() if k != 'checkpoint_step'}
+      steps = [a[i][1].get('checkpoint_step') for a in answers]
+      out.append((probs, {**fields, 'ensemble': names,
+                          **({'checkpoint_steps': steps} if None not in steps else {})}))
+    return out
+
+  logging.info('Predicting with the ensemble of %d runs (%s): posteriors averaged.',
+               len(members), ', '.join(names))
+  return experiment.Predictor(first.classes, first.sample_rate, first.segment_samples, many,
+                              min(p.files_per_call for p in members),
+                              observe if observers else None)
 
 
 def predict_files(config, workdir: str, paths: Iterable[str], gender: str | None = None,

@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 
@@ -69,6 +70,20 @@ def plan(config, speaker_session) -> list[tuple[int, int]]:
 
 def run_dir(workdir: str, fold: int, seed: int) -> str:
   return os.path.join(workdir, f'fold{fold:02d}_seed{seed}')
+
+
+def finished_runs(workdir: str) -> list[tuple[str, str, int, int]]:
+  """(name, folder, fold, seed) of a protocol workdir's finished runs (with a
+  results.json), in fold then seed order; [] for any other folder."""
+  if not os.path.isdir(workdir):
+    return []
+  out = []
+  for name in os.listdir(workdir):
+    m = re.fullmatch(r'fold(\d+)_seed(\d+)', name)
+    sub = os.path.join(workdir, name)
+    if m and os.path.exists(os.path.join(sub, 'results.json')):
+      out.append((int(m[1]), int(m[2]), name, sub))
+  return [(name, sub, fold, seed) for fold, seed, name, sub in sorted(out)]
 
 
 def run_config(config, fold: int, seed: int):

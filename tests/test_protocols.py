@@ -143,6 +143,40 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
   assert results.main([workdir + '_missing']) == 2
 
 
+def test_predict_with_a_protocol_is_the_ensemble_of_its_runs(protocol_run, tmp_path):
+  """--mode=predict on a protocol's workdir averages its finished runs' posteriors
+  (folds × seeds), in fold then seed order; --checkpoint names one run's, so refused."""
+  import numpy as np   # pylint: disable=g-import-not-at-top
+  import soundfile   # pylint: disable=g-import-not-at-top
+  from ser_jax import cli   # pylint: disable=g-import-not-at-top
+  from ser_jax import predict   # pylint: disable=g-import-not-at-top
+  config, workdir, _ = protocol_run
+  rng = np.random.default_rng(0)
+  paths = []
+  for i, seconds in enumerate((0.7, 2.5)):
+    paths.append(str(tmp_path / f'clip{i}.wav'))
+    soundfile.write(paths[-1], 0.1 * rng.standard_normal(int(16000 * seconds)), 16000)
+  names = ['fold00_seed0', 'fold00_seed1', 'fold01_seed0', 'fold01_seed1']
+  assert [r[0] for r in protocols.finished_runs(workdir)] == names
+  assert protocols.finished_runs(os.path.join(workdir, 'fold00_seed0')) == []
+  assert protocols.finished_runs(str(tmp_path / 'nowhere')) == []
+  ensemble = list(predict.predict_files(config, workdir, paths, 'female'))
+  members = [list(predict.predict_files(protocols.run_config(config, f, s),
+                                        os.path.join(workdir, n), paths, 'female'))
+             for n, (f, s) in zip(names, [(0, 0), (0, 1), (1, 0), (1, 1)])]
+  for i, answer in enumerate(ensemble):
+    assert answer['ensemble'] == names and len(answer['checkpoint_steps']) == 4
+    expected = np.mean([[m[i]['probabilities'][c] for c in config.data.classes]
+                        for m in members], axis=0)
+    got = [answer['probabilities'][c] for c in config.data.classes]
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    assert answer['emotion'] == config.data.classes[int(np.argmax(expected))]
+  spread = np.ptp([[m[0]['probabilities'][c] for c in config.data.classes] for m in members], 0)
+  assert spread.max() > 1e-3   # the members differ, so the average is a real test
+  with pytest.raises(cli.UsageError, match='protocol of 4 runs'):
+    predict.load_predictor(config, workdir, '1')
+
+
 def test_seed_ensemble_averages_each_folds_posteriors():
   import ml_collections
   classes = ['neutral', 'happy', 'sad']
