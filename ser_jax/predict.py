@@ -167,11 +167,15 @@ def _groups(items: Iterable, size: int) -> Iterator[list]:
     yield group
 
 
+SHORT_CLIP_PADDING = 0.05   # the share of a segment's padding that earns a warning
+
+
 def short_clip_warning(samples: int, segment_samples: int, sample_rate: int) -> str | None:
-  """What a clip shorter than one segment gets: how much of its only segment is padding."""
-  if samples >= segment_samples:
-    return None
+  """What a clip shorter than one segment gets: how much of its only segment is padding
+  (none under 5 % of the segment: a 2.99 s clip in a 3 s segment is not short)."""
   pad = segment_samples - samples
+  if pad < SHORT_CLIP_PADDING * segment_samples:
+    return None
   return (f'clip is {samples / sample_rate:.2f} s, shorter than one '
           f'{segment_samples / sample_rate:.2f} s segment: {pad / sample_rate:.2f} s '
           f'({100 * pad / segment_samples:.0f} %) of its input is zero padding')

@@ -138,6 +138,8 @@ def test_predict_files_and_bad_input(trained, tmp_path):
   synthetic = [w for w in out[0]['warnings'] if 'synthetic corpus' in w]
   assert len(synthetic) == 1 and 'not speech' in synthetic[0]
   assert len(out[0]['warnings']) == 1
+  assert predict.short_clip_warning(47990, 48000, 16000) is None   # 3.00 s: not short
+  assert '(6 %)' in predict.short_clip_warning(45000, 48000, 16000)
   padded = [w for w in out[3]['warnings'] if 'shorter than one' in w]
   assert padded == ['clip is 0.10 s, shorter than one 1.00 s segment: 0.90 s (90 %) of its '
                     'input is zero padding']
