@@ -110,7 +110,9 @@ def _protocol_name(cfg: dict) -> str:
   p = cfg.get('protocol') or {}
   name = p.get('name', '?')
   if name in ('group_kfold', 'stratified_kfold'):
-    one = '' if p.get('folds') else f', fold {p.get("fold", 0)} only'   # a single run
+    folds = str(p.get('folds') or '')
+    one = (f', fold {p.get("fold", 0)} only' if not folds   # a single run
+           else '' if folds == 'all' else f', fold{"s" * ("," in folds)} {folds} only')
     return f'{name} (k={p.get("k", 5)}, split_seed {p.get("split_seed", 0)}{one})'
   if name in ('group_split', 'stratified_split'):
     fr = p.get('fractions')
@@ -150,6 +152,8 @@ def row(workdir: str) -> dict:
   if os.path.exists(protocol_path):
     res = _json(protocol_path)
     wa, uar = res['wa_over_folds'], res['uar_over_folds']
+    if len(res['rows']) == 1 and res['num_runs'] > 1:   # one fold's seeds: their spread
+      wa, uar = res['wa_over_runs'], res['uar_over_runs']
     per_class = res['pooled_test']['per_class']
     per_corpus = {c: v['uar_mean_std'] for c, v in (res.get('per_corpus') or {}).items()}
     if cfg['protocol'].get('name') == 'cross_corpus':   # a fold tests one whole corpus

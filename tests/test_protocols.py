@@ -2,10 +2,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from configs import selfattn_gender
 from ser_jax import protocols
+from ser_jax import reports
 from ser_jax import splits
 
 
@@ -130,6 +132,10 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
   assert results._paper('Model 1 (attention): UAR 59.4 % (IEMOCAP); Model 2') == (
       'Model 1: UAR 59.4 %')   # the figure, not a parenthesis before it
   assert results._paper('Sen et al.: accuracy 82.4 % (RAVDESS)') == 'Sen et al.: accuracy 82.4 %'
+  kfold = {'name': 'group_kfold', 'k': 5, 'fold': 2}
+  assert [results._protocol_name({'protocol': {**kfold, 'folds': f}}) for f in ('', '0', '0,3', 'all')] == [
+      f'group_kfold (k=5, split_seed 0{tail})' for tail in (', fold 2 only', ', fold 0 only',
+                                                            ', folds 0,3 only', '')]
   loso = {'protocol': {'name': 'loso'}}
   assert results._protocol({**loso, 'utterance_norm': True}) == 'loso; utterance-normalised'
   assert results._protocol(loso) == 'loso'
@@ -146,7 +152,6 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
 def test_predict_with_a_protocol_is_the_ensemble_of_its_runs(protocol_run, tmp_path):
   """--mode=predict on a protocol's workdir averages its finished runs' posteriors
   (folds × seeds), in fold then seed order; --checkpoint names one run's, so refused."""
-  import numpy as np   # pylint: disable=g-import-not-at-top
   import soundfile   # pylint: disable=g-import-not-at-top
   from ser_jax import cli   # pylint: disable=g-import-not-at-top
   from ser_jax import predict   # pylint: disable=g-import-not-at-top
@@ -175,6 +180,26 @@ def test_predict_with_a_protocol_is_the_ensemble_of_its_runs(protocol_run, tmp_p
   assert spread.max() > 1e-3   # the members differ, so the average is a real test
   with pytest.raises(cli.UsageError, match='protocol of 4 runs'):
     predict.load_predictor(config, workdir, '1')
+
+
+def test_results_row_of_one_folds_seeds_gives_their_spread(protocol_run, tmp_path):
+  """One fold × several seeds: ± is over the seeds (over one fold it would be 0)."""
+  from ser_jax import results   # pylint: disable=g-import-not-at-top
+  config, workdir, _ = protocol_run
+  one = dict(config.to_dict(), protocol={**config.protocol.to_dict(), 'folds': '0'})
+  runs = {(0, s): json.load(open(os.path.join(workdir, f'fold00_seed{s}', 'results.json')))
+          for s in (0, 1)}
+  runs[0, 1]['test']['uar'] = 0.5 * runs[0, 0]['test']['uar'] + 0.1   # two seeds that differ
+  summary = protocols.summarize(config, runs)
+  summary['pooled_test'] = reports.pooled_report(list(runs.values()))   # as the report adds it
+  for name, data in (('config.json', one), ('protocol_results.json', summary)):
+    with open(tmp_path / name, 'w') as f:
+      json.dump(data, f, default=float)
+  row = results.row(str(tmp_path))
+  uar = [100 * runs[0, s]['test']['uar'] for s in (0, 1)]
+  assert row['runs'] == '1 × 2' and row['uar'] == pytest.approx(
+      (np.mean(uar), np.std(uar, ddof=1)))
+  assert summary['uar_over_folds'][1] == 0 and abs(uar[0] - uar[1]) > 0
 
 
 def test_seed_ensemble_averages_each_folds_posteriors():
