@@ -165,9 +165,9 @@ def _train(config):
   if protocols.is_protocol_run(config):
     summary = protocols.run_protocol(config, _WORKDIR.value)
     if jax.process_index() == 0:
-      uar, wa = summary['uar_over_folds'], summary['wa_over_folds']
+      over, uar, wa = protocols.headline(summary)
       print(f'PROTOCOL {summary["protocol"]}: {summary["num_runs"]} runs; test UAR '
-            f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over folds '
+            f'{uar[0]:.2f} ± {uar[1]:.2f}%  WA {wa[0]:.2f} ± {wa[1]:.2f}% over {over} '
             f'(report: {os.path.join(os.path.abspath(_WORKDIR.value), "summary.md")})')
     return
   results = trainers.get(config).function('train')(config, _WORKDIR.value)

@@ -168,6 +168,14 @@ def summarize(config, results) -> dict:
   }
 
 
+def headline(summary: dict) -> tuple[str, tuple, tuple]:
+  """('folds' | 'seeds', test UAR, test WA) as (mean, std) %: over the folds, or for a
+  protocol of one fold, over its seeds (over one fold the std would be 0)."""
+  if len(summary['rows']) == 1 and summary['num_runs'] > 1:
+    return 'seeds', tuple(summary['uar_over_runs']), tuple(summary['wa_over_runs'])
+  return 'folds', tuple(summary['uar_over_folds']), tuple(summary['wa_over_folds'])
+
+
 def ensemble_report(reports_of_seeds: list[dict]) -> dict:
   """UAR and WA (%) of one split's utterance posteriors averaged over several runs
   (the same utterances: seeds of one fold)."""
@@ -180,13 +188,20 @@ def ensemble_report(reports_of_seeds: list[dict]) -> dict:
   labels = np.array([classes.index(p['label']) for p in preds[0]])
   pred = probs.argmax(axis=1)
   m = metrics_lib.report(labels, pred, classes)
-  return {'uar': 100 * m['uar'], 'wa': 100 * m['wa'], 'labels': labels, 'pred': pred}
+  corpora = splits_lib.corpus_of(np.asarray([p['speaker'] for p in preds[0]]))
+  per_corpus = {}
+  if len(set(corpora)) > 1:   # a union: each corpus's UAR, as a run's report has it
+    per_corpus = {c: 100 * metrics_lib.report(labels[corpora == c], pred[corpora == c],
+                                              classes)['uar'] for c in sorted(set(corpora))}
+  return {'uar': 100 * m['uar'], 'wa': 100 * m['wa'], 'labels': labels, 'pred': pred,
+          'per_corpus_uar': per_corpus}
 
 
 def seed_ensemble(results) -> dict | None:
   """Per fold with more than one seed, validation and test UAR/WA of the seeds'
-  averaged posteriors, and their mean ± std over those folds; None without such a fold."""
-  rows, labels, pred = [], [], []
+  averaged posteriors, and their mean ± std over those folds (and each corpus's test
+  UAR over the folds that test it); None without such a fold."""
+  rows, labels, pred, per_corpus = [], [], [], {}
   for fold in sorted({f for f, _ in results}):
     runs = [r for (f, _), r in sorted(results.items()) if f == fold]
     if len(runs) > 1:
@@ -195,13 +210,17 @@ def seed_ensemble(results) -> dict | None:
                    'validation_wa': val['wa'], 'test_uar': test['uar'], 'test_wa': test['wa']})
       labels.append(test['labels'])
       pred.append(test['pred'])
+      for c, uar in test['per_corpus_uar'].items():
+        per_corpus.setdefault(c, []).append(uar)
       classes = runs[0]['test']['classes']
   if not rows:
     return None
   over = {f'{k}_over_folds': reports.mean_std([r[k] for r in rows])
           for k in ('validation_uar', 'validation_wa', 'test_uar', 'test_wa')}
   pooled = metrics_lib.report(np.concatenate(labels), np.concatenate(pred), classes)
-  return {'rows': rows, **over, 'pooled_test_per_class': pooled['per_class']}
+  return {'rows': rows, **over, 'pooled_test_per_class': pooled['per_class'],
+          # each corpus's test UAR over the folds that test it, as the runs' per_corpus
+          'per_corpus_uar_mean_std': {c: reports.mean_std(v) for c, v in per_corpus.items()}}
 
 
 def write_protocol_report(config, workdir: str, results, summary: dict):

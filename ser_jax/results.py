@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ser_jax import input_pipeline
+from ser_jax import protocols
 
 _SHORT = {'neutral': 'neu', 'calm': 'cal', 'happy': 'hap', 'sad': 'sad', 'angry': 'ang',
           'fearful': 'fea', 'disgust': 'dis', 'surprised': 'sur', 'other': 'oth'}
@@ -151,9 +152,7 @@ def row(workdir: str) -> dict:
   protocol_path = os.path.join(workdir, 'protocol_results.json')
   if os.path.exists(protocol_path):
     res = _json(protocol_path)
-    wa, uar = res['wa_over_folds'], res['uar_over_folds']
-    if len(res['rows']) == 1 and res['num_runs'] > 1:   # one fold's seeds: their spread
-      wa, uar = res['wa_over_runs'], res['uar_over_runs']
+    _, uar, wa = protocols.headline(res)   # one fold's seeds: their spread
     per_class = res['pooled_test']['per_class']
     per_corpus = {c: v['uar_mean_std'] for c, v in (res.get('per_corpus') or {}).items()}
     if cfg['protocol'].get('name') == 'cross_corpus':   # a fold tests one whole corpus
@@ -192,7 +191,9 @@ def ensemble_row(workdir: str, base: dict) -> dict | None:
   return {**base, 'protocol': base['protocol'] + '; seeds ensembled (posteriors averaged)',
           'runs': f'{len(ens["rows"])} × {"/".join(map(str, seeds))}, ensembled',
           'wa': _over_folds(ens, 'test_wa'), 'uar': _over_folds(ens, 'test_uar'),
-          'recall': _recalls(ens['pooled_test_per_class'], classes), 'per_corpus': ''}
+          'recall': _recalls(ens['pooled_test_per_class'], classes),
+          'per_corpus': ', '.join(f'{c} {m:.1f}' for c, (m, _) in
+                                  sorted((ens.get('per_corpus_uar_mean_std') or {}).items()))}
 
 
 def _over_folds(ens: dict, key: str) -> tuple:

@@ -208,8 +208,8 @@ def test_seed_ensemble_averages_each_folds_posteriors():
 
   def report(probs, labels=('neutral', 'happy', 'sad', 'sad')):
     return {'classes': classes, 'uar': 0.0, 'wa': 0.0, 'per_class': {}, 'predictions': [
-        {'path': f'f{i}.wav', 'label': y, 'probabilities': p}
-        for i, (y, p) in enumerate(zip(labels, probs))]}
+        {'path': f'f{i}.wav', 'speaker': ('ravdess:01', 'tess:OAF')[i // 2], 'label': y,
+         'probabilities': p} for i, (y, p) in enumerate(zip(labels, probs))]}
   # Seed 0 gets utterances 0, 1 right; seed 1 gets 0, 2, 3 right; their mean gets all 4.
   a = report([[.9, .1, 0], [.2, .8, 0], [.1, .5, .4], [.6, 0, .4]])
   b = report([[.7, .3, 0], [.5, .4, .1], [0, .2, .8], [.3, 0, .7]])
@@ -223,6 +223,9 @@ def test_seed_ensemble_averages_each_folds_posteriors():
   assert ens['rows'][0]['test_wa'] == pytest.approx(100.0)
   assert ens['rows'][0]['test_uar'] == pytest.approx(100.0)
   assert ens['pooled_test_per_class']['sad']['recall'] == 1.0
+  assert ens['per_corpus_uar_mean_std'] == {'ravdess': (100.0, 0.0), 'tess': (100.0, 0.0)}
+  # Seed 0 alone is right on ravdess's two, wrong on tess's two: per corpus, 100 and 0.
+  assert protocols.ensemble_report([a, a])['per_corpus_uar'] == {'ravdess': 100.0, 'tess': 0.0}
   only_one = {k: v for k, v in results.items() if k != (0, 1)}
   assert 'seed_ensemble' not in protocols.summarize(
       ml_collections.ConfigDict({'protocol': {'name': 'loso'}}), only_one)
