@@ -188,7 +188,7 @@ def ensemble_report(reports_of_seeds: list[dict]) -> dict:
   labels = np.array([classes.index(p['label']) for p in preds[0]])
   pred = probs.argmax(axis=1)
   m = metrics_lib.report(labels, pred, classes)
-  corpora = splits_lib.corpus_of(np.asarray([p['speaker'] for p in preds[0]]))
+  corpora = splits_lib.corpus_of(np.asarray([p.get('speaker', '') for p in preds[0]]))
   per_corpus = {}
   if len(set(corpora)) > 1:   # a union: each corpus's UAR, as a run's report has it
     per_corpus = {c: 100 * metrics_lib.report(labels[corpora == c], pred[corpora == c],
