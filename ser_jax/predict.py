@@ -64,16 +64,16 @@ def load_predictor(config, workdir: str | None, checkpoint: str | None = None,
   """The trainer's `experiment.Predictor` of a run (`trainers.get(config).predictor`);
   for a protocol's workdir, the ensemble of its finished runs (`ensemble_predictor`)."""
   runs = protocols.finished_runs(workdir) if workdir else []
+  if runs and checkpoint is not None:
+    raise cli.UsageError(
+        f'{workdir} is a protocol of {len(runs)} runs, predicted with each run\'s best '
+        'checkpoint averaged; for one checkpoint pass that run\'s folder as --workdir')
+  load = trainers.get(config).function('predictor')
   if runs:
-    if checkpoint is not None:
-      raise cli.UsageError(
-          f'{workdir} is a protocol of {len(runs)} runs, predicted with each run\'s best '
-          'checkpoint averaged; for one checkpoint pass that run\'s folder as --workdir')
-    load = trainers.get(config).function('predictor')
     return ensemble_predictor(
         [(name, load(protocols.run_config(config, fold, seed), sub, None, gender))
          for name, sub, fold, seed in runs])
-  return trainers.get(config).function('predictor')(config, workdir, checkpoint, gender)
+  return load(config, workdir, checkpoint, gender)
 
 
 def ensemble_predictor(named) -> experiment.Predictor:

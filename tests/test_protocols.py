@@ -133,7 +133,8 @@ def test_results_table_of_a_protocol(protocol_run, capsys):
       'Model 1: UAR 59.4 %')   # the figure, not a parenthesis before it
   assert results._paper('Sen et al.: accuracy 82.4 % (RAVDESS)') == 'Sen et al.: accuracy 82.4 %'
   kfold = {'name': 'group_kfold', 'k': 5, 'fold': 2}
-  assert [results._protocol_name({'protocol': {**kfold, 'folds': f}}) for f in ('', '0', '0,3', 'all')] == [
+  assert [results._protocol_name({'protocol': {**kfold, 'folds': f}})
+          for f in ('', '0', '0,3', 'all')] == [
       f'group_kfold (k=5, split_seed 0{tail})' for tail in (', fold 2 only', ', fold 0 only',
                                                             ', folds 0,3 only', '')]
   loso = {'protocol': {'name': 'loso'}}

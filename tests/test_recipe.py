@@ -354,10 +354,9 @@ def test_speaker_norm_keeps_speed_perturbed_copies_apart(data_dir):
   assert noise.any() and speed.any()
   n, s1, s2 = neural_experiment.segment_moments(exp)(seg)
   for spk in np.unique(speakers):
-    own = kept & (speakers == spk)
-    np.testing.assert_allclose(seg.norm_stats[noise & (speakers == spk)],
-                               seg.norm_stats[own][:1].repeat((noise & (speakers == spk)).sum(), 0),
-                               rtol=1e-6)
+    own, noisy = kept & (speakers == spk), noise & (speakers == spk)
+    np.testing.assert_allclose(seg.norm_stats[noisy],
+                               seg.norm_stats[own][:1].repeat(noisy.sum(), 0), rtol=1e-6)
     copies = speed & (speakers == spk)
     expected = neural_experiment.moment_stats(n[copies].sum(), s1[copies].sum(0),
                                               s2[copies].sum(0))
