@@ -124,6 +124,20 @@ def test_combined_best_is_the_honest_protocol_with_its_parts_on():
   assert config.features.max_segments == 0   # every segment of a file
 
 
+def test_combined_best_inductive_trades_speaker_norm_for_speed_copies():
+  base, config = get_config('combined_best'), get_config('combined_best', 'inductive')
+  assert not config.speaker_norm and config.augment.offline.enabled
+  assert tuple(config.augment.offline.speed_rates) == (0.9, 1.1)
+  assert config.augment.offline.noise_amplitude is None    # speed copies only
+  assert config.num_epochs == 12 < base.num_epochs and config.early_stopping.patience == 4
+  assert config.protocol.to_dict() == base.protocol.to_dict()   # the same folds
+  small = get_config('combined_best', 'tiny,inductive')
+  assert small.data.name == 'ser_synthetic' and not small.speaker_norm
+  assert small.augment.offline.speed_rates == (0.9, 1.1)
+  with pytest.raises(ValueError, match='at most one'):
+    get_config('combined_best', 'tiny,combined')
+
+
 @pytest.mark.parametrize('name', ['selfattn_gender', 'attention_gender'])
 def test_the_gender_models_have_a_combined_corpora_setting_at_a_cpu_width(name):
   config = get_config(name, 'combined')
