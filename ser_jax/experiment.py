@@ -32,6 +32,7 @@ def load_corpus(config) -> tuple:
   variants of a test file are trained on, and reported as such). Protocols load
   it once for all their runs. The SVM's own variant: trainers/svm.py."""
   utts, speaker_session = input_pipeline.load_corpus(config.data)
+  input_pipeline.check_sample_rate(utts, config.features)
   if 'svm' not in config and input_pipeline.augments_before_split(config):
     utts = input_pipeline.augment_offline(
         utts, config.augment.offline, config.seed, config.features.sample_rate,

@@ -34,6 +34,7 @@ class Utterances:
   genders: np.ndarray    # int32, 0 female 1 male
   speakers: np.ndarray   # str
   paths: np.ndarray      # str
+  sample_rate: int = 16_000   # of the audio: the corpus's build (`tfds build --config=22k`)
 
   def __len__(self):
     return len(self.audio)
@@ -41,7 +42,8 @@ class Utterances:
   def take(self, idx) -> 'Utterances':
     idx = np.asarray(idx, np.int64)
     return Utterances([self.audio[i] for i in idx], self.labels[idx],
-                      self.genders[idx], self.speakers[idx], self.paths[idx])
+                      self.genders[idx], self.speakers[idx], self.paths[idx],
+                      self.sample_rate)
 
 
 @dataclasses.dataclass
@@ -183,14 +185,15 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   of the Ranjan and Gomes papers) loads each corpus with the same classes and
   filters and concatenates them; speaker and session ids are prefixed with
   the corpus name (`ravdess:01`) so that they stay distinct, and paths with
-  `corpus/`. A builder config, if any, applies to single corpora only.
+  `corpus/`. A builder config (e.g. `22k`, the audio rate) applies to every corpus
+  of a union.
   """
   names = corpus_names(data_cfg)
   if len(names) == 1:
     return _load_one(ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=names[0])))
   parts, speaker_session = [], {}
   for name in names:
-    cfg = ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=name, builder_config=''))
+    cfg = ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=name))
     utts, sessions = _load_one(cfg)
     utts.speakers = np.asarray([f'{name}:{s}' for s in utts.speakers])
     utts.paths = np.asarray([f'{name}/{p}' for p in utts.paths])
@@ -199,7 +202,12 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   union = Utterances(
       [a for u in parts for a in u.audio], np.concatenate([u.labels for u in parts]),
       np.concatenate([u.genders for u in parts]), np.concatenate([u.speakers for u in parts]),
-      np.concatenate([u.paths for u in parts]))
+      np.concatenate([u.paths for u in parts]), parts[0].sample_rate)
+  rates = {f'{n}: {u.sample_rate} Hz' for n, u in zip(names, parts)}
+  if len({u.sample_rate for u in parts}) > 1:
+    raise ValueError(f'the corpora of {"+".join(names)} were built at different audio '
+                     f'rates ({", ".join(sorted(rates))}): build them with the same '
+                     '`tfds build --config=...`')
   return union, speaker_session
 
 
@@ -212,6 +220,7 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
   {'improvised': True}). What is left out is counted and logged by reason.
   """
   import tensorflow_datasets as tfds
+  from tfds_builders import common   # the builders' audio rate (after TFDS, which it needs)
 
   t0 = time.time()
   builder = get_builder(data_cfg)
@@ -250,8 +259,18 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
     raise ValueError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
   order = np.argsort(np.asarray(paths), kind='stable')  # deterministic order
   utts = Utterances(audio, np.asarray(labels, np.int32), np.asarray(genders, np.int32),
-                    np.asarray(speakers), np.asarray(paths))
+                    np.asarray(speakers), np.asarray(paths), common.sample_rate_of(builder))
   return utts.take(order), speaker_session
+
+
+def check_sample_rate(utts: Utterances, features_cfg) -> None:
+  """A clear error when the corpus's audio rate is not the front end's."""
+  want = int(features_cfg.get('sample_rate', 16_000))
+  if int(utts.sample_rate) != want:
+    raise ValueError(
+        f'the corpus audio is at {utts.sample_rate} Hz but features.sample_rate is '
+        f'{want}: pass --config.features.sample_rate={utts.sample_rate}, or build and '
+        f'select the corpus at {want} Hz (--config.data.builder_config)')
 
 
 def split_corpus(utts: Utterances, speaker_session: Mapping[str, str],
@@ -336,7 +355,8 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int,
                len(utts), what, len(audio), ', '.join(names))
   return Utterances(audio, np.repeat(utts.labels, k), np.repeat(utts.genders, k),
                     np.repeat(utts.speakers, k),
-                    np.asarray([f'{p}#{n}' for p in utts.paths for n in names]))
+                    np.asarray([f'{p}#{n}' for p in utts.paths for n in names]),
+                    utts.sample_rate)
 
 
 def segment(utts: Utterances, segment_samples: int, hop_samples: int,

@@ -416,7 +416,7 @@ def test_cli_build_ravdess(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout + proc.stderr
   assert 'build summary' in out and 'skipped 1: unparseable name' in out
-  builder = tfds.builder_from_directory(str(tmp_path / 'data' / 'ravdess' / '1.0.0'))
+  builder = tfds.builder_from_directory(str(tmp_path / 'data' / 'ravdess' / '16k' / '1.0.0'))
   assert builder.info.splits[common.ALL_SPLIT].num_examples == len(expect['examples'])
   assert builder.info.metadata[BUILD]['skipped'] == {'unparseable name': 1}
   ex = next(iter(tfds.as_numpy(builder.as_dataset(split=common.ALL_SPLIT))))

@@ -88,3 +88,40 @@ def test_union_of_corpora_keeps_speakers_apart(tmp_path):
   np.testing.assert_array_equal(
       np.bincount(union.labels, minlength=7),
       sum(np.bincount(u.labels, minlength=7) for u, _ in single.values()))
+
+
+def test_a_corpus_built_at_22k_is_read_at_its_rate_and_checked(tmp_path):
+  """`tfds build --config=22k` stores 22,050 Hz audio; a union takes the config for
+  every corpus; a front end at another rate is refused with the flag to pass."""
+  from ser_jax import experiment
+  from tfds_builders.ravdess import dummy_data as ravdess_dummy
+  from tfds_builders.ravdess import ravdess_dataset_builder
+  from tfds_builders.tess import dummy_data as tess_dummy
+  from tfds_builders.tess import tess_dataset_builder
+  data_dir = str(tmp_path / 'tfds')
+  download = lambda d: tfds.download.DownloadConfig(manual_dir=str(d))  # noqa: E731
+  ravdess_dummy.make(tmp_path / 'ravdess', actors=(5,), oddities=False, seconds=0.5)
+  for config in ('16k', '22k'):
+    ravdess_dataset_builder.Builder(data_dir=data_dir, config=config).download_and_prepare(
+        download_config=download(tmp_path / 'ravdess'))
+  tess_dummy.make(tmp_path / 'tess', oddities=False)
+  tess_dataset_builder.Builder(data_dir=data_dir).download_and_prepare(   # 16k only
+      download_config=download(tmp_path / 'tess'))
+  cfg = lambda name, config: ml_collections.ConfigDict(dict(  # noqa: E731
+      name=name, builder_config=config, data_dir=data_dir, split='all',
+      classes=('neutral', 'happy', 'sad', 'angry'), exclude_labels=(), where={}))
+  low, _ = input_pipeline.load_corpus(cfg('ravdess', ''))       # the default: 16k
+  high, _ = input_pipeline.load_corpus(cfg('ravdess', '22k'))
+  assert (low.sample_rate, high.sample_rate) == (16_000, 22_050)
+  np.testing.assert_array_equal(low.paths, high.paths)
+  ratio = np.array([len(h) / len(w) for h, w in zip(high.audio, low.audio)])
+  np.testing.assert_allclose(ratio, 22_050 / 16_000, rtol=2e-3)
+  assert high.take([1, 0]).sample_rate == 22_050
+  with pytest.raises(input_pipeline.CorpusNotPreparedError, match='--config=22k'):
+    input_pipeline.load_corpus(cfg(('ravdess', 'tess'), '22k'))   # tess has no 22k build
+  config = ml_collections.ConfigDict(dict(data=cfg('ravdess', '22k'),
+                                          features=dict(sample_rate=16_000)))
+  with pytest.raises(ValueError, match='features.sample_rate=22050'):
+    experiment.load_corpus(config)
+  config.features.sample_rate = 22_050
+  assert experiment.load_corpus(config)[0].sample_rate == 22_050

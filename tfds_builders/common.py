@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import inspect
 import itertools
 import logging
@@ -19,7 +20,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = 16_000   # the default build; every shipped config reads it
 
 # SPEC §3: the unified emotion set, in RAVDESS order.
 UNIFIED_EMOTIONS = (
@@ -39,8 +40,33 @@ GENDERS = ('female', 'male')
 ALL_SPLIT = 'corpus'
 
 
-def audio_feature() -> tfds.features.Tensor:
-  """16 kHz mono int16 PCM, stored as raw little-endian bytes.
+@dataclasses.dataclass(eq=False)
+class AudioConfig(tfds.core.BuilderConfig):
+  """The rate every clip of a corpus is resampled to (soxr HQ)."""
+  sample_rate: int = SAMPLE_RATE
+
+
+def audio_configs() -> list[AudioConfig]:
+  """Builder configs of every real corpus: `16k` (the default) and `22k`."""
+  return [
+      AudioConfig(name='16k', sample_rate=SAMPLE_RATE,
+                  description='16 kHz mono int16: what every shipped config reads.'),
+      AudioConfig(name='22k', sample_rate=22_050,
+                  description="22,050 Hz mono int16, librosa.load's default rate, at which "
+                              'the Gomes et al. and Sen et al. notebooks read the corpora; '
+                              'use it with --config.data.builder_config=22k '
+                              '--config.features.sample_rate=22050.'),
+  ]
+
+
+def sample_rate_of(builder) -> int:
+  """The audio rate of a TFDS builder of this project (16 kHz unless its config says)."""
+  return int(getattr(getattr(builder, 'builder_config', None), 'sample_rate', SAMPLE_RATE))
+
+
+def audio_feature(sample_rate: int = SAMPLE_RATE) -> tfds.features.Tensor:
+  """Mono int16 PCM (16 kHz unless a builder config says), stored as raw
+  little-endian bytes.
 
   TFDS's `Audio` feature stores int16 samples as int64 varints (up to 10
   bytes a negative sample: RAVDESS grew to ~490 MB and most of the build time
@@ -50,13 +76,13 @@ def audio_feature() -> tfds.features.Tensor:
   """
   return tfds.features.Tensor(
       shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES,
-      doc=f'mono PCM, {SAMPLE_RATE} Hz, int16')
+      doc=f'mono PCM, {int(sample_rate)} Hz, int16')
 
 
-def base_features(**corpus_fields) -> tfds.features.FeaturesDict:
+def base_features(sample_rate: int = SAMPLE_RATE, **corpus_fields) -> tfds.features.FeaturesDict:
   """The schema every builder shares, plus corpus-specific fields."""
   return tfds.features.FeaturesDict({
-      'audio': audio_feature(),
+      'audio': audio_feature(sample_rate),
       'emotion': tfds.features.ClassLabel(names=list(EMOTION_NAMES)),
       'label': tfds.features.Text(),        # the corpus's own label
       'speaker': tfds.features.Text(),
@@ -75,8 +101,8 @@ class UnusableAudio(ValueError):
   """A file that cannot become an example; the message is the skip reason."""
 
 
-def read_audio(path) -> tuple[np.ndarray, dict]:
-  """16 kHz mono int16 audio of `path` and facts about the original.
+def read_audio(path, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
+  """Mono int16 audio of `path` at `sample_rate` and facts about the original.
 
   soundfile reads by content, so AIFF under a `.wav` name, WAVE files with
   extra RIFF chunks and odd rates all decode. Raises `UnusableAudio` for
@@ -99,8 +125,8 @@ def read_audio(path) -> tuple[np.ndarray, dict]:
   info = {'sample_rate': int(rate), 'channels': int(data.shape[1]),
           'format': sf.info(path).format}
   mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-  if rate != SAMPLE_RATE:
-    mono = soxr.resample(mono, rate, SAMPLE_RATE, quality='HQ')
+  if rate != sample_rate:
+    mono = soxr.resample(mono, rate, sample_rate, quality='HQ')
   audio = np.round(np.clip(mono, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
   info['silent'] = not audio.any()
   return audio, info
@@ -326,9 +352,9 @@ def collect(files: Sequence[tuple[str, str]], parse: Callable[[str], Parsed],
   return out
 
 
-def _load(candidate: Candidate):
+def _load(candidate: Candidate, sample_rate: int = SAMPLE_RATE):
   try:
-    return read_audio(candidate.path)
+    return read_audio(candidate.path, sample_rate)
   except UnusableAudio as e:
     try:
       with open(candidate.path, 'rb') as f:
@@ -346,7 +372,8 @@ _RIFF_FORMATS = ('WAV', 'WAVEX', 'RF64', 'W64')
 
 
 def generate_examples(candidates: Sequence[Candidate], log: SkipLog, info=None, *,
-                      native_rate: int | None = None, workers: int | None = None):
+                      native_rate: int | None = None, workers: int | None = None,
+                      sample_rate: int = SAMPLE_RATE):
   """(key, example) for every candidate that decodes, in order.
 
   Decodes in threads. Files that do not decode are skipped with their reason;
@@ -355,7 +382,8 @@ def generate_examples(candidates: Sequence[Candidate], log: SkipLog, info=None, 
   `info.metadata[BUILD_METADATA_KEY]` (if the info has a MetadataDict).
   """
   kept = 0
-  for c, res in zip(candidates, map_threaded(_load, candidates, workers)):
+  load = functools.partial(_load, sample_rate=int(sample_rate))
+  for c, res in zip(candidates, map_threaded(load, candidates, workers)):
     if isinstance(res, UnusableAudio):
       log.skip(c.rel, str(res))
       continue
@@ -373,7 +401,7 @@ def generate_examples(candidates: Sequence[Candidate], log: SkipLog, info=None, 
                       f'{native_rate} Hz (resampled)')
     kept += 1
     yield c.rel, {**c.fields, 'audio': audio, 'path': c.rel,
-                  'duration': np.float32(len(audio) / SAMPLE_RATE)}
+                  'duration': np.float32(len(audio) / sample_rate)}
   if info is not None and isinstance(info.metadata, dict):
     info.metadata[BUILD_METADATA_KEY] = log.as_metadata(kept)
   logging.info('%s', log.summary(kept))
@@ -389,6 +417,13 @@ class ManualCorpusMixin:
   MANUAL_DIR_HINT, the folder its messages suggest for --manual_dir."""
 
   MANUAL_DIR_HINT = '~/corpora/CORPUS'
+  # `tfds build ... --config=22k` stores 22,050 Hz audio (the papers' librosa rate).
+  BUILDER_CONFIGS = audio_configs()
+  DEFAULT_CONFIG_NAME = '16k'
+
+  @property
+  def sample_rate(self) -> int:
+    return sample_rate_of(self)
 
   @classmethod
   def build_command(cls, config: str = '', data_dir: str | None = None) -> str:
@@ -418,13 +453,19 @@ class ManualCorpusMixin:
   def _remove_empty_folders(self):
     """The dataset's folders under the data dir that TFDS created before the
     manual folder was checked, if they hold nothing (innermost first; local
-    disks only)."""
+    disks only), and TFDS's record of the default config (`.config/metadata.json`)
+    when no config of the dataset is left."""
     root = os.fspath(self.data_dir_root)
     dataset = os.path.join(root, self.name)
+    record = os.path.join(dataset, '.config')
     inner = [d for d, _, _ in os.walk(dataset, topdown=False)] if os.path.isdir(dataset) else []
     for folder in inner + [os.path.join(root, 'downloads', 'extracted'),
                            os.path.join(root, 'downloads')]:
       try:
+        if folder == dataset and os.listdir(folder) == ['.config'] and \
+            os.listdir(record) == ['metadata.json']:
+          os.remove(os.path.join(record, 'metadata.json'))
+          os.rmdir(record)
         if os.path.isdir(folder) and not os.listdir(folder):
           os.rmdir(folder)
       except OSError:

@@ -212,6 +212,7 @@ def split_augmented_pool(config, corpus, params: dict, caches, workers: int):
   sr = int(config.features.sample_rate)
   stats_cache, aug_cache = caches
   utts, speaker_session = corpus or input_pipeline.load_corpus(config.data)
+  input_pipeline.check_sample_rate(utts, config.features)
   names = [n for n in augment.offline_variants(scfg.augmentation) if n != 'original']
   if not names:
     raise ValueError('svm.augment_before_split: svm.augmentation makes no variant '

@@ -55,7 +55,8 @@ the others at unspecified level.
 
 Every clip of `AudioWAV/` is kept, including the all-zero one and the pairs of
 byte-identical clips under different labels (separate corpus entries).
-Stored as 16 kHz mono int16. Features: audio, emotion (unified: NEU neutral,
+Stored as 16 kHz mono int16 (`--config=22k`: 22,050 Hz).
+Features: audio, emotion (unified: NEU neutral,
 HAP happy, SAD sad, ANG angry, FEA fearful, DIS disgust), label (the code,
 e.g. 'ANG'), speaker (the actor id, e.g. '1001'), gender (from
 {DEMOGRAPHICS}), session (''), path (relative to --manual_dir, e.g.
@@ -153,6 +154,7 @@ Ethnicity). A copy with only AudioWAV/ (e.g. from Kaggle) needs
     return self.dataset_info_from_configs(
         description=_DESCRIPTION,
         features=common.base_features(
+            sample_rate=self.sample_rate,
             sentence=tfds.features.Text(),
             level=tfds.features.Text(),
             age=tfds.features.Scalar(dtype=np.int32),
@@ -198,4 +200,5 @@ Ethnicity). A copy with only AudioWAV/ (e.g. from Kaggle) needs
 
   def _generate_examples(self, candidates, log):
     yield from common.generate_examples(candidates, log, self.info,
+                                        sample_rate=self.sample_rate,
                                         native_rate=NATIVE_RATE)

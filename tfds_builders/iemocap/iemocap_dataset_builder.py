@@ -81,6 +81,9 @@ class Builder(common.ManualCorpusMixin, tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  # Recorded at 16 kHz: no 22k build (it would add no content), so no config.
+  BUILDER_CONFIGS = []
+  DEFAULT_CONFIG_NAME = None
   MANUAL_DIR_HINT = '~/corpora/IEMOCAP_full_release'   # what --manual_dir points at, in messages
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 

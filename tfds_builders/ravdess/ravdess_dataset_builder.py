@@ -37,7 +37,8 @@ audio-only speech part: 24 actors (odd = male, even = female) x 60 files =
 fearful, disgust, surprised), normal and strong intensity (no strong neutral),
 two repetitions each.
 
-Stored as 16 kHz mono int16 (from 48 kHz 16-bit, some stereo: down-mixed).
+Stored as 16 kHz (`--config=22k`: 22,050 Hz) mono int16 (from 48 kHz 16-bit, some
+stereo: down-mixed).
 Features: audio, emotion (unified = RAVDESS's own names), label (RAVDESS
 emotion name), speaker ('01'..'24', the actor number), gender, session (''),
 path (relative to --manual_dir), duration (s), actor (int), intensity
@@ -110,6 +111,7 @@ folder is read once). Files are `Actor_NN/03-01-EE-II-SS-RR-NN.wav`.
     return self.dataset_info_from_configs(
         description=_DESCRIPTION,
         features=common.base_features(
+            sample_rate=self.sample_rate,
             actor=tfds.features.Scalar(dtype=np.int32),
             intensity=tfds.features.Text(),
             statement=tfds.features.Text(),
@@ -140,4 +142,5 @@ folder is read once). Files are `Actor_NN/03-01-EE-II-SS-RR-NN.wav`.
 
   def _generate_examples(self, candidates, log):
     yield from common.generate_examples(candidates, log, self.info,
+                                        sample_rate=self.sample_rate,
                                         native_rate=NATIVE_RATE)

@@ -40,7 +40,7 @@ per speaker) and anger, disgust, fear, happiness, sadness, surprise (15 each).
 Accepts the release layout `AudioData/SPK/eNN.wav` and the flat Kaggle layout
 `ALL/SPK_eNN.wav` (a recording found in both is kept once); the emotion prefix
 is one of a d f h n sa su ('sa'/'su' matched first). Resampled from 44.1 kHz
-to 16 kHz mono int16.
+to 16 kHz (`--config=22k`: 22,050 Hz) mono int16.
 Features: audio, emotion (unified: n neutral, h happy, sa sad, a angry,
 f fearful, d disgust, su surprised), label (the prefix, e.g. 'sa'), speaker
 ('DC', 'JE', 'JK', 'KL'), gender (male), session (''), path (relative to
@@ -93,7 +93,8 @@ itself. The flat Kaggle copy (`ejlok1/surrey-audiovisual-expressed-emotion-savee
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=_DESCRIPTION,
-        features=common.base_features(take=tfds.features.Scalar(dtype=np.int32)),
+        features=common.base_features(
+            sample_rate=self.sample_rate, take=tfds.features.Scalar(dtype=np.int32)),
         supervised_keys=('audio', 'emotion'),
         homepage='http://kahlan.eps.surrey.ac.uk/savee/',
         citation="""@inproceedings{jackson2011savee,
@@ -119,4 +120,5 @@ itself. The flat Kaggle copy (`ejlok1/surrey-audiovisual-expressed-emotion-savee
 
   def _generate_examples(self, candidates, log):
     yield from common.generate_examples(candidates, log, self.info,
+                                        sample_rate=self.sample_rate,
                                         native_rate=NATIVE_RATE)

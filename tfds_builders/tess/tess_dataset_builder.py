@@ -37,7 +37,7 @@ matched case-insensitively on its first two letters (`OA_...` is OAF). Any
 folder layout is accepted (the Kaggle copy nests the folders once more in
 `TESS Toronto emotional speech set data/`); a recording found twice is kept
 once. Files are read by content (not all are RIFF WAVE) and resampled from
-their own rate (usually 24,414 Hz) to 16 kHz mono int16.
+their own rate (usually 24,414 Hz) to 16 kHz (`--config=22k`: 22,050 Hz) mono int16.
 Features: audio, emotion (unified: fear fearful, ps surprised, others the
 same), label (the file's emo, e.g. 'ps'), speaker ('OAF'/'YAF'), gender
 (female), session (''), path (relative to --manual_dir), duration (s), word
@@ -104,6 +104,7 @@ Pass as --manual_dir the folder that holds the 14 speaker-emotion folders
     return self.dataset_info_from_configs(
         description=_DESCRIPTION,
         features=common.base_features(
+            sample_rate=self.sample_rate,
             word=tfds.features.Text(),
             age=tfds.features.Scalar(dtype=np.int32),
         ),
@@ -132,4 +133,5 @@ Pass as --manual_dir the folder that holds the 14 speaker-emotion folders
 
   def _generate_examples(self, candidates, log):
     yield from common.generate_examples(candidates, log, self.info,
+                                        sample_rate=self.sample_rate,
                                         native_rate=NATIVE_RATE)
