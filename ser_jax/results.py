@@ -104,6 +104,9 @@ def _protocol(cfg: dict) -> str:
     text += '; utterance-normalised'
   if input_pipeline.augments_before_split(cfg):
     text += '; augmented before the split (leaky: variants of test files are trained on)'
+  rate = (cfg.get('features') or {}).get('sample_rate')
+  if rate and int(rate) != 16_000:
+    text += f'; audio at {int(rate):,} Hz'
   return text
 
 

@@ -94,6 +94,9 @@ def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_spl
   cfg = {'protocol': {'name': 'stratified_kfold', 'folds': 'all'},
          'augment': {'offline': {'enabled': True, 'before_split': True}}}
   assert 'augmented before the split (leaky' in results_lib._protocol(cfg)
+  assert 'audio at' not in results_lib._protocol(cfg)
+  cfg['features'] = {'sample_rate': 22_050}     # a corpus built with --config=22k
+  assert results_lib._protocol(cfg).endswith('; audio at 22,050 Hz')
 
 
 def test_offline_augmentation_in_worker_processes_equals_one_process():
