@@ -411,8 +411,8 @@ def test_cli_build_ravdess(tmp_path):
   manual = tmp_path / 'manual'
   expect = ravdess_dummy.make(manual, layout='nested', actors=(5,), oddities=False)
   (manual / 'Audio_Speech_Actors_01-24' / 'Actor_05' / 'empty.wav').write_bytes(b'')
-  proc = cli.run_build('ravdess', f'--manual_dir={manual}', f'--data_dir={tmp_path / "data"}',
-                       timeout=300)
+  proc = cli.run_build('ravdess', '--config=16k', f'--manual_dir={manual}',
+                       f'--data_dir={tmp_path / "data"}', timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout + proc.stderr
   assert 'build summary' in out and 'skipped 1: unparseable name' in out

@@ -119,6 +119,9 @@ def test_a_corpus_built_at_22k_is_read_at_its_rate_and_checked(tmp_path):
   assert high.take([1, 0]).sample_rate == 22_050
   with pytest.raises(input_pipeline.CorpusNotPreparedError, match='--config=22k'):
     input_pipeline.load_corpus(cfg(('ravdess', 'tess'), '22k'))   # tess has no 22k build
+  with pytest.raises(input_pipeline.CorpusNotPreparedError,   # the default rate alone
+                     match=r'tfds build tfds_builders/savee --config=16k --manual_dir='):
+    input_pipeline.load_corpus(cfg('ser_savee', ''))
   config = ml_collections.ConfigDict(dict(data=cfg('ravdess', '22k'),
                                           features=dict(sample_rate=16_000)))
   with pytest.raises(ValueError, match='features.sample_rate=22050'):

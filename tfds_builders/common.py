@@ -430,7 +430,8 @@ class ManualCorpusMixin:
     """The `tfds build` command that prepares this corpus."""
     folder = os.path.basename(os.path.dirname(inspect.getfile(cls)))
     cmd = f'tfds build tfds_builders/{folder}'
-    if config:
+    config = config or (cls.DEFAULT_CONFIG_NAME if cls.BUILDER_CONFIGS else '')
+    if config:   # without --config, `tfds build` builds every config
       cmd += f' --config={config}'
     cmd += f' --manual_dir={cls.MANUAL_DIR_HINT}'
     if data_dir:
