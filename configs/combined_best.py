@@ -48,14 +48,7 @@ from configs import common
 
 
 def get_config(arg: str = 'combined'):
-  tokens = [t for t in str(arg).split(',') if t]
-  inductive = 'inductive' in tokens
-  rest = [t for t in tokens if t != 'inductive'] or ['combined']
-  if len(rest) != 1:
-    raise ValueError(f'config argument {arg!r}: at most one of combined, synthetic, tiny '
-                     '(and optionally inductive)')
-  arg = rest[0]
-  common.check_arg(arg, ('combined',))
+  inductive, arg = common.split_arg(arg, 'inductive', ('combined',))
   c = cnn2d_bilstm.get_config('paper' if arg == 'combined' else arg)
   c.reference = ('issue #12 target: test WA and UAR >= 60 % as the mean over 5 '
                  'speaker-grouped folds of the combined corpora')

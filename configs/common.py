@@ -126,6 +126,20 @@ def check_arg(arg: str, paper_names=('paper',)):
     raise ValueError(f'unknown config argument {arg!r}: one of {", ".join(known)}')
 
 
+def split_arg(arg: str, flag: str, paper_names=('paper',)) -> tuple[bool, str]:
+  """(flag given, the corpus argument) of a comma-combined config argument such as
+  'tiny,augmented': at most one of paper_names/synthetic/tiny (default the first),
+  checked by `check_arg`, plus optionally `flag`."""
+  tokens = [t for t in str(arg).split(',') if t]
+  rest = [t for t in tokens if t != flag] or [paper_names[0]]
+  if len(rest) != 1:
+    names = ', '.join(tuple(paper_names) + ('synthetic', 'tiny'))
+    raise ValueError(f'config argument {arg!r}: at most one of {names} '
+                     f'(and optionally {flag})')
+  check_arg(rest[0], paper_names)
+  return flag in tokens, rest[0]
+
+
 def use_synthetic(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
   """Points config c at the embedded synthetic corpus ('synthetic' | 'tiny')."""
   c.data.name = 'ser_synthetic'

@@ -31,13 +31,7 @@ from configs import common
 
 
 def get_config(arg: str = 'paper'):
-  tokens = [t for t in str(arg).split(',') if t] or ['paper']
-  augmented = 'augmented' in tokens
-  rest = [t for t in tokens if t != 'augmented'] or ['paper']
-  if len(rest) != 1:
-    raise ValueError(f'config argument {arg!r}: at most one of paper, synthetic, tiny')
-  corpus = rest[0]
-  common.check_arg(corpus, ('paper', 'combined'))
+  augmented, corpus = common.split_arg(arg, 'augmented', ('paper', 'combined'))
 
   c = ml_collections.ConfigDict()
   c.seed = 0

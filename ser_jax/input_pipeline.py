@@ -202,12 +202,7 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   union = Utterances(
       [a for u in parts for a in u.audio], np.concatenate([u.labels for u in parts]),
       np.concatenate([u.genders for u in parts]), np.concatenate([u.speakers for u in parts]),
-      np.concatenate([u.paths for u in parts]), parts[0].sample_rate)
-  rates = {f'{n}: {u.sample_rate} Hz' for n, u in zip(names, parts)}
-  if len({u.sample_rate for u in parts}) > 1:
-    raise ValueError(f'the corpora of {"+".join(names)} were built at different audio '
-                     f'rates ({", ".join(sorted(rates))}): build them with the same '
-                     '`tfds build --config=...`')
+      np.concatenate([u.paths for u in parts]), parts[0].sample_rate)   # one config: one rate
   return union, speaker_session
 
 
