@@ -92,6 +92,27 @@ def _build_command(data_cfg) -> str:
   return cmd
 
 
+def _check_builder_config(data_cfg) -> None:
+  """A builder config the corpus does not have (IEMOCAP is stored at 16 kHz only,
+  so a union with `builder_config=22k` cannot include it) is a usage error, said
+  before TFDS answers with a build command that could not work."""
+  import tensorflow_datasets as tfds
+  import tfds_builders  # noqa: F401
+  if not data_cfg.builder_config:
+    return
+  try:
+    cls = tfds.builder_cls(data_cfg.name)
+  except tfds.core.registered.DatasetNotFoundError:
+    return   # not ours: the not-prepared error below says how to build it
+  have = [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
+  if data_cfg.builder_config not in have:
+    rates = f'builder configs {", ".join(have)}' if have else 'no builder configs'
+    raise CorpusNotPreparedError(
+        f'Corpus {data_cfg.name!r} has {rates}, not {data_cfg.builder_config!r}'
+        + ('' if have else ' (its audio is stored at 16 kHz only)')
+        + '; leave it out of the union or drop --config.data.builder_config.')
+
+
 def get_builder(data_cfg):
   """The TFDS builder of `data_cfg.name`, prepared.
 
@@ -102,6 +123,7 @@ def get_builder(data_cfg):
   import tensorflow_datasets as tfds  # heavy (TensorFlow): only where a corpus is read
   import tfds_builders  # noqa: F401  (registers the project's builders)
 
+  _check_builder_config(data_cfg)
   name = tfds_name(data_cfg)
   data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.data_dir else None
   try:
@@ -191,9 +213,11 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   names = corpus_names(data_cfg)
   if len(names) == 1:
     return _load_one(ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=names[0])))
+  cfgs = [ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=n)) for n in names]
+  for cfg in cfgs:   # every corpus, before the first is read
+    _check_builder_config(cfg)
   parts, speaker_session = [], {}
-  for name in names:
-    cfg = ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=name))
+  for name, cfg in zip(names, cfgs):
     utts, sessions = _load_one(cfg)
     utts.speakers = np.asarray([f'{name}:{s}' for s in utts.speakers])
     utts.paths = np.asarray([f'{name}/{p}' for p in utts.paths])

@@ -62,6 +62,21 @@ def test_unprepared_corpus_names_the_build_command(tmp_path):
     input_pipeline.load_corpus(cfg)
 
 
+def test_a_builder_config_the_corpus_lacks_is_said_not_built(tmp_path):
+  """IEMOCAP has no 22k config: a union at 22k says so rather than printing a
+  `tfds build --config=22k` that could not work; a config typo names the real ones."""
+  cfg = _data_cfg(str(tmp_path), name=('iemocap', 'ravdess'), builder_config='22k')
+  with pytest.raises(input_pipeline.CorpusNotPreparedError,
+                     match=r"'iemocap' has no builder configs, not '22k' \(its audio is stored "
+                           r'at 16 kHz only\)') as e:
+    input_pipeline.load_corpus(cfg)
+  assert 'tfds build' not in str(e.value)
+  cfg = _data_cfg(str(tmp_path), name='ravdess', builder_config='22050')
+  with pytest.raises(input_pipeline.CorpusNotPreparedError,
+                     match=r"'ravdess' has builder configs 16k, 22k, not '22050'"):
+    input_pipeline.load_corpus(cfg)
+
+
 def test_union_of_corpora_keeps_speakers_apart(tmp_path):
   from tfds_builders.ravdess import dummy_data as ravdess_dummy
   from tfds_builders.ravdess import ravdess_dataset_builder
