@@ -179,6 +179,7 @@ def row(workdir: str) -> dict:
       'paper': _paper(cfg.get('reference')), 'reference': cfg.get('reference'),
       'minutes': _minutes(seconds), 'machine': machine,
       'command': portable_command(command, workdir), 'workdir': workdir,
+      'leak': leak_breakdown(workdir),
   }
 
 
@@ -191,12 +192,47 @@ def ensemble_row(workdir: str, base: dict) -> dict | None:
     return None
   classes = list(_json(os.path.join(workdir, 'config.json'))['data']['classes'])
   seeds = sorted({r['seeds'] for r in ens['rows']})
-  return {**base, 'protocol': base['protocol'] + '; seeds ensembled (posteriors averaged)',
+  return {**base, 'leak': None,   # the breakdown is of the runs, given on their row
+          'protocol': base['protocol'] + '; seeds ensembled (posteriors averaged)',
           'runs': f'{len(ens["rows"])} × {"/".join(map(str, seeds))}, ensembled',
           'wa': _over_folds(ens, 'test_wa'), 'uar': _over_folds(ens, 'test_uar'),
           'recall': _recalls(ens['pooled_test_per_class'], classes),
           'per_corpus': ', '.join(f'{c} {m:.1f}' for c, (m, _) in
                                   sorted((ens.get('per_corpus_uar_mean_std') or {}).items()))}
+
+
+def leak_breakdown(workdir: str) -> dict | None:
+  """Where a run augmented before the split, the test accuracy of the utterances
+  with a variant of the same recording ('file#variant') among what the test model
+  was fitted on, and of the others: {'with': (correct, n), 'without': (correct, n)},
+  pooled over a protocol's runs; None for a run that did not augment before the split.
+  The SVM refitted on validation (`svm.refit_on_validation`) was fitted on train and
+  validation; a network on train."""
+  cfg = _json(os.path.join(workdir, 'config.json'))
+  if not input_pipeline.augments_before_split(cfg):
+    return None
+  fitted = ['train']
+  if cfg.get('trainer') == 'svm' and cfg['svm'].get('refit_on_validation'):
+    fitted.append('validation')
+  runs = [sub for _, sub, _, _ in protocols.finished_runs(workdir)] or [workdir]
+  out = {'with': [0, 0], 'without': [0, 0]}
+  source = lambda path: path.split('#')[0]  # noqa: E731
+  for run in runs:
+    split = _json(os.path.join(run, 'splits.json'))['utterances']
+    seen = {source(p) for name in fitted for p in split.get(name, ())}
+    for pred in _json(os.path.join(run, 'results.json'))['test']['predictions']:
+      tally = out['with' if source(pred['path']) in seen else 'without']
+      tally[0] += pred['predicted'] == pred['label']
+      tally[1] += 1
+  return {k: tuple(v) for k, v in out.items()}
+
+
+def _leak_line(i: int, leak: dict) -> str:
+  def part(key, words):
+    right, n = leak[key]
+    return f'{100 * right / n:.1f} % of the {n:,} {words}' if n else f'no {words}'
+  seen = part('with', 'test clips with a variant of the same recording trained on')
+  return f'- Row {i}: test accuracy {seen}; {part("without", "without")}.'
 
 
 def _over_folds(ens: dict, key: str) -> tuple:
@@ -221,6 +257,11 @@ def table(rows: Sequence[dict]) -> str:
             'built):', '']
   for i, r in enumerate(rows, 1):
     lines.append(f'{i}. `{r["command"]}`')
+  leaks = [(i, r['leak']) for i, r in enumerate(rows, 1) if r.get('leak')]
+  if leaks:
+    lines += ['', 'Rows augmented before the split, their test clips by whether a variant of '
+              'the same recording was among the training files:', '']
+    lines += [_leak_line(i, leak) for i, leak in leaks]
   refs = sorted({r['reference'] for r in rows if r['reference']})
   if refs:
     lines += ['', 'The papers\' figures, as each config states them:', '']

@@ -391,8 +391,20 @@ def test_svm_augment_before_split_leaks_variants_of_test_files_only_when_asked(
     assert results['svm']['augmented_before_split']
     assert results['test']['num_examples'] == len(split['test'])
     assert results['svm']['num_train_vectors'] == len(split['train'])   # nothing added after
+    # The test clips by whether the test model (refitted on train + validation) saw
+    # a variant of their recording: none under the grouped protocol.
+    fitted = {base(p) for p in split['train'] + split['validation']}
+    right = [p['predicted'] == p['label'] for p in results['test']['predictions']]
+    seen = [base(p['path']) in fitted for p in results['test']['predictions']]
+    leak = results_lib.leak_breakdown(str(workdir))
+    assert leak == {'with': (sum(r for r, s in zip(right, seen) if s), sum(seen)),
+                    'without': (sum(r for r, s in zip(right, seen) if not s),
+                                len(seen) - sum(seen))}
+    assert (leak['with'][1] > 0) == leaks
   row = results_lib.row(str(tmp_path / 'stratified_kfold'))
   assert 'augmented before the split (leaky' in row['protocol']
+  assert '- Row 1: test accuracy ' in results_lib.table([row])
+  assert results_lib.leak_breakdown(str(tmp_path / 'off')) is None   # not augmented
 
 
 def test_svm_speaker_norm_zscores_each_speaker_and_predict_refuses(tiny_corpus, tmp_path):
