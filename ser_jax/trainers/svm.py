@@ -123,7 +123,8 @@ def augmented_features(waveforms, sr: int, aug_cfg: dict, seed: int, params: dic
     paths.append(svm_features_lib.cache_path(cache_dir, _aug_key(y, sr, aug_cfg, file_seed, params))
                  if cache_dir else None)
   t0 = time.time()
-  out = svm_features_lib.cached_map(_augmented_vectors, jobs, paths, num_workers, _MIN_PARALLEL)
+  out = svm_features_lib.cached_map(_augmented_vectors, jobs, paths, num_workers, _MIN_PARALLEL,
+                                    what='svm augmented variants')
   logging.info('svm: augmented statistics of %d training files in %.1fs.', len(jobs),
                time.time() - t0)
   return out
