@@ -96,10 +96,10 @@ def _check_builder_config(data_cfg) -> None:
   """A builder config the corpus does not have (IEMOCAP is stored at 16 kHz only,
   so a union with `builder_config=22k` cannot include it) is a usage error, said
   before TFDS answers with a build command that could not work."""
-  import tensorflow_datasets as tfds
-  import tfds_builders  # noqa: F401
   if not data_cfg.builder_config:
     return
+  import tensorflow_datasets as tfds
+  import tfds_builders  # noqa: F401
   try:
     cls = tfds.builder_cls(data_cfg.name)
   except tfds.core.registered.DatasetNotFoundError:
@@ -123,7 +123,6 @@ def get_builder(data_cfg):
   import tensorflow_datasets as tfds  # heavy (TensorFlow): only where a corpus is read
   import tfds_builders  # noqa: F401  (registers the project's builders)
 
-  _check_builder_config(data_cfg)
   name = tfds_name(data_cfg)
   data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.data_dir else None
   try:
@@ -211,11 +210,11 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   of a union.
   """
   names = corpus_names(data_cfg)
-  if len(names) == 1:
-    return _load_one(ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=names[0])))
   cfgs = [ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=n)) for n in names]
   for cfg in cfgs:   # every corpus, before the first is read
     _check_builder_config(cfg)
+  if len(names) == 1:
+    return _load_one(cfgs[0])
   parts, speaker_session = [], {}
   for name, cfg in zip(names, cfgs):
     utts, sessions = _load_one(cfg)
