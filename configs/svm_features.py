@@ -47,6 +47,7 @@ def get_config(arg: str = 'paper'):
       n_mfcc=20, n_mels=128, n_fft=2048, hop_length=512, harmonic_tonnetz=True))
   c.model = ml_collections.ConfigDict(dict(name='svm_features'))   # for reports
   c.svm = ml_collections.ConfigDict(dict(
+      scaler='standard',             # 'standard' | 'minmax' | 'none' (the paper names none)
       C=30.0, kernel='rbf', gamma='scale', c_grid=(),   # e.g. (4, 7, 8, 9, 15, 25, 30, 50, 100, 200)
       probability=False,             # True: Platt-scaled posteriors (5× slower fit)
       class_weight='',               # '' (none) | 'balanced'

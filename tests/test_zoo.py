@@ -366,6 +366,29 @@ def test_svm_augments_the_training_files_only(tiny_corpus, tmp_path):
   assert results['test']['num_examples'] == len(results['test']['predictions'])
 
 
+def test_svm_scaler_is_a_config_choice_and_a_typo_fails_before_the_statistics(
+    tiny_corpus, tmp_path):
+  from ser_jax import cli
+  config, corpus = _tiny('svm_features', tiny_corpus, tmp_path)
+  # One informative statistic on a small scale beside a loud uninformative one: the
+  # standardised SVM separates the classes, the raw one (gamma set by the loud
+  # statistic's variance) cannot.
+  rng = np.random.default_rng(0)
+  y = np.repeat([0, 1], 100)
+  x = np.stack([y + 0.1 * rng.standard_normal(200), 1e3 * rng.standard_normal(200)], 1)
+  scores = {}
+  for name in ('standard', 'minmax', 'none'):
+    config.svm.scaler = name
+    clf = svm.make_classifier(config.svm, C=30.0).fit(x[::2], y[::2])
+    scores[name] = clf.score(x[1::2], y[1::2])
+    assert len(clf.steps) == (1 if name == 'none' else 2)
+  assert scores['standard'] > 0.95 and scores['minmax'] > 0.95 and scores['none'] < 0.8
+  config.svm.scaler = 'z-score'
+  with pytest.raises(cli.UsageError, match=r"svm.scaler='z-score': expected one of"):
+    svm.train_and_evaluate(config, str(tmp_path / 'typo'), corpus=corpus)
+  assert not (tmp_path / 'typo' / 'splits.json').exists()
+
+
 def test_svm_augment_before_split_leaks_variants_of_test_files_only_when_asked(
     tiny_corpus, tmp_path):
   from configs import common

@@ -52,6 +52,7 @@ import numpy as np
 from sklearn import calibration, pipeline, preprocessing, svm
 
 from ser_jax import augment
+from ser_jax import cli
 from ser_jax import evaluate as evaluate_lib
 from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
@@ -156,8 +157,16 @@ def speaker_normalize(x: np.ndarray, speakers, by_speaker: dict,
   return out
 
 
+# `svm.scaler`: what the statistics go through before the SVM ('none': raw, so
+# gamma='scale' is set by the raw variance, dominated by the MFCC-0 and Mel power means).
+SCALERS = {'standard': lambda: [preprocessing.StandardScaler()],
+           'minmax': lambda: [preprocessing.MinMaxScaler()],
+           'none': lambda: []}
+
+
 def make_classifier(svm_cfg, C: float, seed: int = 0):
-  """StandardScaler → SVC (→ Platt-calibrated with `probability`), unfitted."""
+  """`svm.scaler` (StandardScaler by default) → SVC (→ Platt-calibrated with
+  `probability`), unfitted."""
   clf = svm.SVC(C=float(C), kernel=svm_cfg.kernel, gamma=svm_cfg.gamma,
                 decision_function_shape='ovr', break_ties=True,
                 class_weight=svm_cfg.class_weight or None,   # '' → none
@@ -165,7 +174,10 @@ def make_classifier(svm_cfg, C: float, seed: int = 0):
   if svm_cfg.probability:
     # What SVC(probability=True) did before scikit-learn 1.9 deprecated it.
     clf = calibration.CalibratedClassifierCV(clf, method='sigmoid', ensemble=False)
-  return pipeline.make_pipeline(preprocessing.StandardScaler(), clf)
+  scaler = svm_cfg.get('scaler', 'standard')
+  if scaler not in SCALERS:
+    raise cli.UsageError(f'svm.scaler={scaler!r}: expected one of {sorted(SCALERS)}')
+  return pipeline.make_pipeline(*SCALERS[scaler](), clf)
 
 
 def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
@@ -259,8 +271,9 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   names = ('train', 'validation', 'test')
   before_split = input_pipeline.augments_before_split(config)
   if scfg.get('augment_before_split', False) and not scfg.augment:
-    raise ValueError('svm.augment_before_split=True needs svm.augment=True (it says where '
-                     'the augmentation goes: before the split instead of the training files)')
+    raise cli.UsageError('svm.augment_before_split=True needs svm.augment=True (it says where '
+                           'the augmentation goes: before the split instead of the training files)')
+  make_classifier(scfg, scfg.C)   # a bad svm.scaler fails here, before the statistics
   t0 = time.time()
   if before_split:
     parts, speakers, x, by_speaker = split_augmented_pool(
