@@ -107,7 +107,15 @@ def _protocol(cfg: dict) -> str:
   rate = (cfg.get('features') or {}).get('sample_rate')
   if rate and int(rate) != 16_000:
     text += f'; audio at {int(rate):,} Hz'
+  svm = cfg.get('svm') or {}
+  if svm.get('scaler', 'standard') != 'standard':   # the SVM's input, as a setting
+    text += f'; SVM on {SVM_SCALERS.get(svm["scaler"], svm["scaler"])} statistics'
+  if svm.get('gamma', 'scale') != 'scale':
+    text += f'; gamma={svm["gamma"]}'
   return text
+
+
+SVM_SCALERS = {'none': 'unscaled', 'minmax': 'min-max-scaled'}
 
 
 def _protocol_name(cfg: dict) -> str:

@@ -97,6 +97,10 @@ def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_spl
   assert 'audio at' not in results_lib._protocol(cfg)
   cfg['features'] = {'sample_rate': 22_050}     # a corpus built with --config=22k
   assert results_lib._protocol(cfg).endswith('; audio at 22,050 Hz')
+  cfg['svm'] = {'scaler': 'standard', 'gamma': 'scale'}   # the defaults: unmarked
+  assert results_lib._protocol(cfg).endswith('; audio at 22,050 Hz')
+  cfg['svm'] = {'scaler': 'none', 'gamma': 'auto'}
+  assert results_lib._protocol(cfg).endswith('; SVM on unscaled statistics; gamma=auto')
 
 
 def test_offline_augmentation_in_worker_processes_equals_one_process():
