@@ -19,7 +19,7 @@ Config argument (`--config=configs/selfattn_gender.py:ARG`):
              30 epochs: on RAVDESS by actor they raised the mean validation UAR
              over 12 epochs (docs/results.md rows 43-44). A fold of the four
              corpora takes 40-45 min on 2 CPU cores at 12 epochs (rows 22-23),
-             so about 2 h at 30; `--config.num_epochs=12` for the old setting.
+             so about 1¾ h at 30; `--config.num_epochs=12` for the old setting.
   tiny       a few steps of a tiny model on the tiny corpus (tests).
 """
 import ml_collections
