@@ -126,10 +126,11 @@ def test_combined_best_is_the_honest_protocol_with_its_parts_on():
   assert config.augment.offline.noise_amplitude is None and config.num_epochs == 12
 
 
-def test_combined_best_inductive_is_the_recipe_without_speaker_norm():
+def test_combined_best_inductive_is_the_recipe_without_speaker_norm_and_mixup():
   base, config = get_config('combined_best'), get_config('combined_best', 'inductive')
   assert base.speaker_norm and not config.speaker_norm
-  config.speaker_norm = True
+  assert base.mixup_alpha == 0.2 and config.mixup_alpha == 0.0   # row 47's rule
+  config.speaker_norm, config.mixup_alpha = True, 0.2
   assert config.to_dict() == base.to_dict()   # nothing else differs: the same folds and copies
   assert config.num_epochs == 12 and config.early_stopping.patience == 4
   small = get_config('combined_best', 'tiny,inductive')
