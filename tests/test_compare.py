@@ -102,6 +102,15 @@ def test_mismatched_splits_and_missing_runs_are_one_line_errors(tmp_path, capsys
   _write_run(other, utts, [y for _, _, y in utts])
   assert compare.main([a, str(tmp_path / 'other')]) == 2
   assert 'scored different validation utterances (60 and 72' in capsys.readouterr().err
+  relabelled = str(tmp_path / 'relabelled' / 'fold00_seed0')
+  _write_run(relabelled, _utterances(0), [y for _, _, y in _utterances(0)])
+  with open(os.path.join(relabelled, 'results.json')) as f:
+    res = json.load(f)
+  res['validation']['classes'] = CLASSES[::-1]
+  with open(os.path.join(relabelled, 'results.json'), 'w') as f:
+    json.dump(res, f)
+  assert compare.main([a, str(tmp_path / 'relabelled')]) == 2
+  assert 'has classes' in capsys.readouterr().err
   (tmp_path / 'empty').mkdir()
   assert compare.main([a, str(tmp_path / 'empty')]) == 2
   assert 'no finished run' in capsys.readouterr().err
