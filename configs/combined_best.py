@@ -10,9 +10,10 @@ per-speaker normalisation (without it, inductive: test UAR 61.5 ± 0.8 %, WA
 56.7 ± 4.1 % over the 5 folds; docs/results.md, row 17).
 Removing mixup tied on mean validation UAR over the 5 folds (62.92 against
 62.92 %), so it stays (docs/results.md, "What each part buys"); removing class
-balance lowered it (61.52 %, row 45), so that stays too; removing SpecAugment or
-the overlap alone was level or better on fold 0's validation, which one seed
-cannot decide, so they stay until 5 folds say. The parts,
+balance lowered it (61.52 %, row 45), so that stays too; removing SpecAugment
+lowered it (64.30 against 64.90 %, row 50: 1 point of test UAR traded for 1–2 of
+WA), so it stays; removing the overlap was better on fold 0's validation, which
+one seed cannot decide, so it stays until 5 folds say. The parts,
 each a config field of the neural trainer:
 
 - Sen et al.'s 2-D CNN + BiLSTM on 40 MFCC (`configs/cnn2d_bilstm.py`), which
