@@ -53,6 +53,55 @@ class History:
       os.replace(tmp, self.path)
 
 
+class RunClock:
+  """A run's wall time across sittings: WORKDIR/wall_time.json keeps the seconds
+  the run had spent when each checkpoint was saved, so a run resumed from step
+  s starts counting from what it had spent at s (work lost after the last
+  checkpoint is not counted; each sitting's set-up is). `sittings` counts the
+  invocations that trained it; `complete` is False for a run resumed from a
+  step with no such record (a workdir from before the file existed)."""
+
+  def __init__(self, path: str, started: float, now=time.time):
+    self.path, self.started, self._now = path, started, now
+    self.base, self.sittings, self.complete = 0.0, 1, True
+    self._steps = {}
+    if os.path.exists(path):
+      try:
+        with open(path) as f:
+          saved = json.load(f)
+        self._steps = {int(k): float(v) for k, v in saved['seconds_at_step'].items()}
+        self.sittings = int(saved['sittings']) + 1
+      except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        logging.warning('Ignoring unreadable %s (%s): wall time counts this sitting only.',
+                        path, e)
+
+  def resume(self, step: int):
+    """The run restarts at checkpoint `step` (0: from scratch)."""
+    if step == 0:
+      self._steps, self.sittings = {}, 1
+    elif step in self._steps:
+      self.base = self._steps[step]
+    else:
+      self.complete = False
+      logging.warning('No wall time recorded for step %d in %s: the run\'s wall time '
+                      'will count this sitting only.', step, self.path)
+    self._steps = {k: v for k, v in self._steps.items() if k <= step}
+
+  def seconds(self) -> float:
+    return self.base + self._now() - self.started
+
+  def mark(self, step: int):
+    """Records the seconds spent up to checkpoint `step` (process 0 writes)."""
+    self._steps[int(step)] = round(self.seconds(), 1)
+    if is_chief():
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
+        json.dump({'sittings': self.sittings,
+                   'seconds_at_step': {str(k): v for k, v in sorted(self._steps.items())}},
+                  f)
+      os.replace(tmp, self.path)
+
+
 class EarlyStopping:
   """Stops after `patience` evaluations without improvement of `metric`.
 

@@ -163,7 +163,7 @@ def summarize(config, results) -> dict:
       'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
       'num_runs': len(results), 'per_corpus': per_corpus,
       **({'seed_ensemble': ensemble} if ensemble else {}),
-      # Wall time of each run's last invocation (what a resumed run took since).
+      # Wall time of each run over its sittings (monitoring.RunClock).
       'wall_seconds_per_run': [r.get('wall_seconds') for _, r in sorted(results.items())],
   }
 

@@ -90,10 +90,11 @@ def straight(data_dir, tmp_path_factory):
 
 
 def _results(workdir):
-  """results.json without the wall time of the invocation that wrote it."""
+  """results.json without its wall time and count of sittings."""
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
   results.pop('wall_seconds')
+  results.pop('sittings')
   return results
 
 
@@ -104,8 +105,17 @@ def test_sigkill_then_resume_equals_uninterrupted(data_dir, straight, tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert _steps(killed)[-1] < EPOCHS * 6, 'the run finished before the kill'
+  with open(os.path.join(killed, 'wall_time.json')) as f:
+    spent = json.load(f)['seconds_at_step'][str(_steps(killed)[-1])]
+  t0 = time.time()
   subprocess.run(_cmd(killed, data_dir, *extra), cwd=REPO, check=True, capture_output=True,
                  timeout=600)
+  resumed_sitting = time.time() - t0
+  with open(os.path.join(killed, 'results.json')) as f:
+    timed = json.load(f)
+  # The wall time counts the first sitting up to the resumed checkpoint, and the second.
+  assert timed['sittings'] == 2 and 'wall_seconds_this_sitting_only' not in timed
+  assert spent < timed['wall_seconds'] <= spent + resumed_sitting
   step_a, state_a = _final_params(straight)
   step_b, state_b = _final_params(killed)
   assert step_a == step_b == EPOCHS * 6

@@ -288,6 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   ckpt = make_checkpoints(config, workdir)
   state = neural_lib.create_train_state(exp, jax.random.key(config.seed))
   restored, step = ckpt.restore_latest(state)
+  clock = monitoring.RunClock(os.path.join(workdir, 'wall_time.json'), started)
+  clock.resume(int(step or 0) if restored is not None else 0)
   if restored is not None:
     state = restored
     logging.info('Resumed from checkpoint step %d of %d.', step, total_steps)
@@ -354,6 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         line += (f' | val UAR {100 * record["val_uar"]:.2f}%  WA {100 * record["val_wa"]:.2f}%'
                  f'  loss {record["val_loss"]:.4f}')
         logging.info('%s', line)
+        clock.mark(step)   # before the save: a committed step always has its time
         ckpt.save(step, state, {k: record[k] for k in ('val_uar', 'val_wa', 'val_loss')})
         if stopper.update(record):
           logging.info('Early stopping at step %d: no %s improvement in %d evaluations.',
@@ -361,6 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           stopped_early = True
         t0, examples = time.time(), 0
       elif (ckpt_every and step % ckpt_every == 0) or signals.received:
+        clock.mark(step)
         ckpt.save(step, state)
       if signals.received:
         ckpt.wait()
@@ -368,20 +372,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise monitoring.TrainingInterrupted(signals.received, step)
   ckpt.wait()
   writer.close()
-  return evaluate_checkpoint(exp, ckpt, workdir, started=started)
+  return evaluate_checkpoint(exp, ckpt, workdir, clock=clock)
 
 
 def evaluate_checkpoint(exp: Experiment, ckpt: checkpoints_lib.Checkpoints, workdir: str,
                         step: int | None = None, splits=('validation', 'test'),
-                        started: float | None = None) -> dict:
+                        clock: monitoring.RunClock | None = None) -> dict:
   """The end of training: evaluates a checkpoint (default: the best by the
   selection metric) on validation and test, prints the figures and writes
   results.json and the run's reports (`experiment.finish_run`)."""
   state, step = neural_lib.restore_for_eval(exp, ckpt, step)
   results = {'checkpoint_step': step, 'speakers': exp.speakers,
              **neural_lib.evaluate_splits(exp, state, splits)}
-  if started is not None:   # this invocation's wall time, corpus loading to results
-    results['wall_seconds'] = round(time.time() - started, 1)
+  if clock is not None:   # corpus loading to results, over every sitting (RunClock)
+    results['wall_seconds'] = round(clock.seconds(), 1)
+    results['sittings'] = clock.sittings
+    if not clock.complete:
+      results['wall_seconds_this_sitting_only'] = True
   if monitoring.is_chief():
     evaluate_lib.write_json(os.path.join(workdir, f'results_step{step}.json'), results)
   experiment_lib.finish_run(
