@@ -81,8 +81,8 @@ class RunClock:
       self._steps, self.sittings = {}, 1
     elif step in self._steps:
       self.base = self._steps[step]
-    else:
-      self.complete = False
+    else:   # resumed, so at least a second sitting, though its time before is unknown
+      self.complete, self.sittings = False, max(self.sittings, 2)
       logging.warning('No wall time recorded for step %d in %s: the run\'s wall time '
                       'will count this sitting only.', step, self.path)
     self._steps = {k: v for k, v in self._steps.items() if k <= step}

@@ -163,7 +163,8 @@ def summarize(config, results) -> dict:
       'uar_over_runs': reports.mean_std(all_uar), 'wa_over_runs': reports.mean_std(all_wa),
       'num_runs': len(results), 'per_corpus': per_corpus,
       **({'seed_ensemble': ensemble} if ensemble else {}),
-      # Wall time of each run over its sittings (monitoring.RunClock).
+      # Wall time of each run: a neural run's over its sittings (monitoring.RunClock),
+      # the SVM's last invocation.
       'wall_seconds_per_run': [r.get('wall_seconds') for _, r in sorted(results.items())],
   }
 

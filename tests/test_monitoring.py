@@ -72,3 +72,4 @@ def test_run_clock_without_a_record_for_the_step_counts_this_sitting_only(tmp_pa
   clock = monitoring.RunClock(str(path), started=0.0)
   clock.resume(30)
   assert not clock.complete and clock.base == 0.0
+  assert clock.sittings == 2   # resumed: not the first sitting, whatever the file lost
