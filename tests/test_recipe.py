@@ -6,6 +6,7 @@ import dataclasses
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile
@@ -308,14 +309,16 @@ def test_class_balance_and_mixup_in_the_step(data_dir):
   with both, 2 micro-batches give the full batch's step (the bookkeeping is exact)."""
   exps = {k: neural_experiment.build_experiment(_tiny(data_dir, grad_accum_steps=k))
           for k in (1, 2)}          # the data once per k; mixup is only the step's config
+  # The initial state once per k (each step donates a copy of it).
+  states = {k: neural_experiment.create_train_state(exp, jax.random.key(0)).replace(
+      norm=train.compute_norm_stats(exp, exp.segments['train'])) for k, exp in exps.items()}
 
   def first_loss(k, loss_weights=None, mixup_alpha=0.0):
     exp = exps[k]
     config = exp.config.copy_and_resolve_references()
     config.mixup_alpha = mixup_alpha
     exp = dataclasses.replace(exp, config=config)
-    state = neural_experiment.create_train_state(exp, jax.random.key(0))
-    state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
+    state = jax.tree.map(jnp.copy, states[k])
     batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
     _, m = train.make_train_step(exp, loss_weights)(state, sharding.shard_batch(batch, exp.mesh))
     return float(m['loss'])

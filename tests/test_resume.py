@@ -24,7 +24,7 @@ from ser_jax.trainers import neural as train
 import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EPOCHS = 30  # tiny corpus: 6 steps an epoch
+EPOCHS = 12  # tiny corpus: 6 steps an epoch; the SIGKILL test stops it at step 30 or so
 
 
 def tiny_corpus_dir(tmp_path_factory):
