@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Callable, Sequence
 
 import jax
@@ -12,6 +11,7 @@ from ser_jax import input_pipeline
 from ser_jax import metrics as metrics_lib
 from ser_jax import sharding
 from ser_jax import splits as splits_lib
+from ser_jax import workdir as workdir_lib
 
 
 def aggregate(probs: np.ndarray, utterance: np.ndarray, num_utterances: int,
@@ -109,8 +109,4 @@ def format_report(name: str, report: dict, confusion: bool = True) -> str:
 
 
 def write_json(path: str, obj):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  workdir_lib.write_atomic(path, json.dumps(obj, indent=1))

@@ -15,6 +15,8 @@ import time
 
 import jax
 
+from ser_jax import workdir as workdir_lib
+
 
 def is_chief() -> bool:
   return jax.process_index() == 0
@@ -47,10 +49,7 @@ class History:
 
   def _rewrite(self):
     if is_chief():
-      tmp = self.path + '.tmp'
-      with open(tmp, 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in self.records)
-      os.replace(tmp, self.path)
+      workdir_lib.write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in self.records))
 
 
 class RunClock:
@@ -94,12 +93,9 @@ class RunClock:
     """Records the seconds spent up to checkpoint `step` (process 0 writes)."""
     self._steps[int(step)] = round(self.seconds(), 1)
     if is_chief():
-      tmp = self.path + '.tmp'
-      with open(tmp, 'w') as f:
-        json.dump({'sittings': self.sittings,
-                   'seconds_at_step': {str(k): v for k, v in sorted(self._steps.items())}},
-                  f)
-      os.replace(tmp, self.path)
+      workdir_lib.write_atomic(self.path, json.dumps(
+          {'sittings': self.sittings,
+           'seconds_at_step': {str(k): v for k, v in sorted(self._steps.items())}}))
 
 
 class EarlyStopping:

@@ -247,15 +247,23 @@ def _covered(name: str, fields) -> bool:
   return any(name == f or name.startswith(f + '.') for f in fields)
 
 
+def write_atomic(path: str, text: str):
+  """`text` into `path` through a temporary file beside it and os.replace: a
+  reader, or a run killed while writing, sees the old file or the new one, never
+  half of one."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def write_config(config, workdir: str):
   """WORKDIR/config.json (process 0): the resolved config, which later runs
   on this workdir are checked against."""
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = os.path.join(workdir, 'config.json.tmp')
-    with open(tmp, 'w') as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-    os.replace(tmp, os.path.join(workdir, 'config.json'))
+    write_atomic(os.path.join(workdir, 'config.json'),
+                 config.to_json_best_effort(indent=1, sort_keys=True))
 
 
 def read_config(workdir: str) -> dict | None:

@@ -236,3 +236,16 @@ def test_run_py_refuses_a_changed_config_on_resume(tmp_path):
   out = _run(['--config=configs/selfattn_gender.py:tiny', f'--workdir={tmp_path}',
               '--mode=evaluate', '--config.model.name=cnn2d_bilstm'])
   assert out.returncode == 2 and 'model.name' in out.stderr, out.stderr[-2000:]
+
+
+def test_write_atomic_leaves_the_old_file_whole_when_the_write_fails(tmp_path, monkeypatch):
+  path = str(tmp_path / 'new' / 'results.json')   # its folder is made
+  workdir.write_atomic(path, '{"a": 1}')
+  assert open(path).read() == '{"a": 1}' and os.listdir(tmp_path / 'new') == ['results.json']
+
+  def fail(src, dst):
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(os, 'replace', fail)
+  with pytest.raises(OSError):
+    workdir.write_atomic(path, '{"a": 2, "b": "half of it')
+  assert open(path).read() == '{"a": 1}'
