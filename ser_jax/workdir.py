@@ -250,12 +250,17 @@ def _covered(name: str, fields) -> bool:
 def write_atomic(path: str, text: str):
   """`text` into `path` through a temporary file beside it and os.replace: a
   reader, or a run killed while writing, sees the old file or the new one, never
-  half of one."""
+  half of one; a failed write removes its temporary file and raises."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def write_config(config, workdir: str):

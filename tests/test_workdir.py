@@ -248,4 +248,4 @@ def test_write_atomic_leaves_the_old_file_whole_when_the_write_fails(tmp_path, m
   monkeypatch.setattr(os, 'replace', fail)
   with pytest.raises(OSError):
     workdir.write_atomic(path, '{"a": 2, "b": "half of it')
-  assert open(path).read() == '{"a": 1}'
+  assert open(path).read() == '{"a": 1}' and os.listdir(tmp_path / 'new') == ['results.json']
