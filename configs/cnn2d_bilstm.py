@@ -11,11 +11,13 @@ Our reading (709,128 parameters): 'valid' convolutions, the BiLSTM over the
 pooled time axis with the 8 pooled coefficients × 64 maps as features, dense
 128 (the paper's "128 units" is the BiLSTM; the dense width is unstated, 128
 as the issue's reference). Features: `mfcc` front end (librosa semantics; the
-paper's 22.05 kHz hop 512 kept in time at 16 kHz, 3 s → 130 frames). Long
-clips give several 3 s segments whose posteriors are averaged (the paper
-keeps only the first 3 s).
+paper's 22.05 kHz hop 512 kept in time at 16 kHz, 3 s → 130 frames). Only the
+first 3 s of a file are used, as in the paper (`features.max_segments=1`;
+`--config.features.max_segments=0` takes every 3 s segment and averages their
+posteriors).
 
-Config argument: paper (default) | synthetic | tiny (see configs/common.py).
+Config argument: paper (default; `ravdess_crema_d` is the same) | synthetic | tiny
+(see configs/common.py).
 """
 import ml_collections
 from ml_collections import config_dict

@@ -19,7 +19,8 @@ WA), so it stays; removing the overlapping segments raised it (65.72 against
 each a config field of the neural trainer:
 
 - Sen et al.'s 2-D CNN + BiLSTM on 40 MFCC (`configs/cnn2d_bilstm.py`), which
-  trains an epoch of the combined corpora in under a minute on 2 CPU cores;
+  trains a pass over the combined corpora's original files in under a minute on
+  2 CPU cores (an epoch with the two speed copies below is three passes);
 - per-speaker feature normalisation (`speaker_norm`): every speaker's frames
   z-scored with that speaker's own statistics, test speakers included
   (transductive: from their unlabelled audio; docs/results.md has the shipped
@@ -33,8 +34,9 @@ each a config field of the neural trainer:
 - two speed-perturbed copies of every training file (0.9× and 1.1×), 12 epochs
   with patience 4;
 - model selection and early stopping on validation UAR;
-- an exponential moving average of the weights (`ema_decay=0.999`, about 3
-  epochs), which is what is evaluated and selected: on fold 0's validation
+- an exponential moving average of the weights (`ema_decay=0.999`: a time
+  constant of about 1,000 steps, which was 3 epochs of v2 and is about one epoch,
+  three passes over the files, with the speed copies), which is what is evaluated and selected: on fold 0's validation
   speakers the best UAR rose from 64.3 to 64.7 % and the epoch-to-epoch curve
   steadied (docs/results.md).
 

@@ -18,8 +18,8 @@ Config argument (`--config=configs/selfattn_gender.py:ARG`):
              run 2-4 examples/s on 2 CPU cores) and lr 1e-3, for the paper's
              30 epochs: on RAVDESS by actor they raised the mean validation UAR
              over 12 epochs (docs/results.md rows 43-44). A fold of the four
-             corpora takes 40-45 min on 2 CPU cores at 12 epochs (rows 22-23),
-             so about 1¾ h at 30; `--config.num_epochs=12` for the old setting.
+             corpora took 43-53 min on 2 CPU cores at 12 epochs (rows 22-23;
+             13 of row 22's 53 were paused for CI), so about 1¾ h at 30; `--config.num_epochs=12` for the old setting.
   tiny       a few steps of a tiny model on the tiny corpus (tests).
 """
 import ml_collections

@@ -21,8 +21,8 @@ files, table II), and the 76.1 % is not expected; 65.3 % is the comparable
 figure. `--config.svm.augment_before_split=True` with `:augmented` runs the
 paper's protocol instead, to measure what its 76.1 % owes to the leak.
 
-Config argument: paper (default, C=30) | augmented (×4 training data, C=100)
-| synthetic | tiny; comma-combined, e.g. `synthetic,augmented`.
+Config argument: paper (default, C=30; `combined` is the same) | augmented (×4
+training data, C=100) | synthetic | tiny; comma-combined, e.g. `synthetic,augmented`.
 """
 import ml_collections
 from ml_collections import config_dict
