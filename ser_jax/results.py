@@ -214,21 +214,23 @@ def leak_breakdown(workdir: str) -> dict | None:
   with a variant of the same recording ('file#variant') among what the test model
   was fitted on, and of the others: {'with': (correct, n), 'without': (correct, n)},
   pooled over a protocol's runs; None for a run that did not augment before the split.
-  The SVM refitted on validation (`svm.refit_on_validation`) was fitted on train and
-  validation; a network on train."""
+  What the test model was fitted on is each run's `fitted_splits` (the SVM refitted
+  on validation: train and validation; older SVM results say so in
+  `svm.refit_on_validation`), else train."""
   cfg = _json(os.path.join(workdir, 'config.json'))
   if not input_pipeline.augments_before_split(cfg):
     return None
-  fitted = ['train']
-  if cfg.get('trainer') == 'svm' and cfg['svm'].get('refit_on_validation'):
-    fitted.append('validation')
   runs = [sub for _, sub, _, _ in protocols.finished_runs(workdir)] or [workdir]
   out = {'with': [0, 0], 'without': [0, 0]}
   source = lambda path: path.split('#')[0]  # noqa: E731
   for run in runs:
+    results = _json(os.path.join(run, 'results.json'))
+    fitted = results.get('fitted_splits') or (
+        ['train', 'validation'] if (results.get('svm') or {}).get('refit_on_validation')
+        else ['train'])
     split = _json(os.path.join(run, 'splits.json'))['utterances']
     seen = {source(p) for name in fitted for p in split.get(name, ())}
-    for pred in _json(os.path.join(run, 'results.json'))['test']['predictions']:
+    for pred in results['test']['predictions']:
       tally = out['with' if source(pred['path']) in seen else 'without']
       tally[0] += pred['predicted'] == pred['label']
       tally[1] += 1

@@ -3,7 +3,6 @@ layer below the trainers, no trainer-name branches outside the trainers."""
 import ast
 import collections
 import os
-import re
 import subprocess
 import sys
 
@@ -93,18 +92,42 @@ def test_importing_ser_jax_sets_no_xla_defaults():
   assert out.stdout.strip() == 'None None'
 
 
-def test_only_the_registry_knows_trainer_names():
-  pattern = re.compile(r"""trainer\s*[!=]=\s*['"]|['"](svm|neural)['"]\s*[!=]=\s*\S*trainer""")
-  offenders = []
-  for name, path in _modules().items():
-    if name.startswith('ser_jax.trainers'):
+def _trainer_name_tests(path):
+  """Lines of `path` that test something against a trainer's name ('svm', 'neural'),
+  in any spelling: `config.trainer == 'svm'`, `cfg.get('trainer') != 'neural'`,
+  `cfg['trainer'] in ('svm', ...)`. (`'svm' in config`, whether a config has the
+  SVM's field group, is not a name test.)"""
+  names = {'svm', 'neural'}
+  is_name = lambda o: isinstance(o, ast.Constant) and o.value in names  # noqa: E731
+  lines = []
+  for node in ast.walk(ast.parse(open(path).read(), path)):
+    if not isinstance(node, ast.Compare):
       continue
-    for i, line in enumerate(open(path), 1):
-      if pattern.search(line):
-        offenders.append(f'{path}:{i}: {line.strip()}')
-  run_py = os.path.join(REPO, 'run.py')
-  offenders += [f'run.py:{i}' for i, line in enumerate(open(run_py), 1) if pattern.search(line)]
+    operands = [node.left, *node.comparators]
+    for op, left, right in zip(node.ops, operands, operands[1:]):
+      if isinstance(op, (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)) and (is_name(left)
+                                                                     or is_name(right)):
+        lines.append(node.lineno)
+      elif (isinstance(op, (ast.In, ast.NotIn))
+            and isinstance(right, (ast.Tuple, ast.List, ast.Set))
+            and any(is_name(e) for e in right.elts)):
+        lines.append(node.lineno)
+  return lines
+
+
+def test_only_the_registry_knows_trainer_names():
+  paths = [p for n, p in _modules().items() if not n.startswith('ser_jax.trainers')]
+  offenders = [f'{os.path.relpath(p, REPO)}:{i}' for p in paths + [os.path.join(REPO, 'run.py')]
+               for i in _trainer_name_tests(p)]
   assert not offenders, offenders
+
+
+def test_the_trainer_name_check_catches_every_spelling(tmp_path):
+  path = tmp_path / 'm.py'
+  path.write_text("a = config.trainer == 'svm'\nb = cfg.get('trainer') != 'neural'\n"
+                  "c = cfg['trainer'] in ('svm', 'x')\nd = 'svm' in config\n"
+                  "e = config.model.name == 'svm_features'\n")
+  assert _trainer_name_tests(str(path)) == [1, 2, 3]
 
 
 def test_the_registry_names_a_missing_config_field_and_an_absent_mode():

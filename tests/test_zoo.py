@@ -366,11 +366,16 @@ def test_svm_augments_the_training_files_only(tiny_corpus, tmp_path):
   config.svm.augmentation.pitch_steps = None
   config.svm.c_grid = (1.0, 30.0)
   results = svm.train_and_evaluate(config, str(tmp_path / 'run'), corpus=corpus)
-  num_train = len(json.load(open(tmp_path / 'run' / 'splits.json'))['utterances']['train'])
-  assert results['svm']['num_train_vectors'] == 2 * num_train
+  split = json.load(open(tmp_path / 'run' / 'splits.json'))['utterances']
+  assert results['svm']['num_train_vectors'] == 2 * len(split['train'])
   assert set(results['svm']['grid']) == {'1.0', '30.0'}
   assert results['svm']['C'] in (1.0, 30.0)
-  assert results['test']['num_examples'] == len(results['test']['predictions'])
+  assert results['fitted_splits'] == ['train']
+  # Validation and test hold the original files, each once: nothing of theirs augmented.
+  for name in ('validation', 'test'):
+    assert split[name] and not any('#' in p for p in split[name])
+    assert results[name]['num_examples'] == len(split[name])
+    assert sorted(p['path'] for p in results[name]['predictions']) == sorted(split[name])
 
 
 def test_svm_scaler_is_a_config_choice_and_a_typo_fails_before_the_statistics(
@@ -431,6 +436,12 @@ def test_svm_augment_before_split_leaks_variants_of_test_files_only_when_asked(
                     'without': (sum(r for r, s in zip(right, seen) if not s),
                                 len(seen) - sum(seen))}
     assert (leak['with'][1] > 0) == leaks
+    assert results['fitted_splits'] == ['train', 'validation']
+    # Results written before `fitted_splits` say the same in svm.refit_on_validation.
+    stored = json.load(open(workdir / 'results.json'))
+    del stored['fitted_splits']
+    (workdir / 'results.json').write_text(json.dumps(stored))
+    assert results_lib.leak_breakdown(str(workdir)) == leak
   row = results_lib.row(str(tmp_path / 'stratified_kfold'))
   assert 'augmented before the split (leaky' in row['protocol']
   assert '- Row 1: test accuracy ' in results_lib.table([row])

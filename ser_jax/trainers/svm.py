@@ -347,6 +347,8 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   results = {
       'checkpoint_step': 0, 'speakers': speakers,
       'validation': val_report, 'test': test_report,
+      # the splits the test model was fitted on (results.leak_breakdown reads it)
+      'fitted_splits': ['train', 'validation'] if refit else ['train'],
       'svm': {'C': best_c, 'grid': grid_scores, 'selection_metric': metric,
               'augmented': bool(scfg.augment), 'augmented_before_split': before_split,
               'refit_on_validation': refit,
