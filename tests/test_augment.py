@@ -84,12 +84,16 @@ def test_gain_and_shift_respect_lengths():
   x, ln = batch()
   key = jax.random.key(3)
   y = np.asarray(A.augment_waveform(key, x, ln, dict(gain_db=(-6.0, 6.0))))
+  gains = []
   for i, n in enumerate(np.asarray(ln)):
     ratio = y[i, :n] / np.where(np.asarray(x[i, :n]) == 0, 1, np.asarray(x[i, :n]))
     g = 20 * np.log10(np.median(ratio))
     assert -6.0 - 1e-4 <= g <= 6.0 + 1e-4
     np.testing.assert_allclose(ratio[np.asarray(x[i, :n]) != 0], np.median(ratio), rtol=1e-5)
+    gains.append(g)
+  assert max(abs(g) for g in gains) > 0.1 and len(set(np.round(gains, 3))) > 1   # it acts
   for mode in ('roll', 'zero'):
+    moved = 0
     cfg = dict(shift_max_seconds=0.1, shift_mode=mode)
     y = np.asarray(A.augment_waveform(key, x, ln, cfg))
     for i, n in enumerate(np.asarray(ln)):
@@ -100,6 +104,8 @@ def test_gain_and_shift_respect_lengths():
                 or (mode == 'zero' and np.array_equal(
                     y[i, :n], np.roll(xi, s) * ((np.arange(n) - s >= 0) & (np.arange(n) - s < n))))]
       assert shifts, (mode, i)
+      moved += 0 not in shifts
+    assert moved, mode   # some example was shifted
   # shift_prob=0 leaves everything as is.
   y = A.augment_waveform(key, x, ln, dict(shift_max_seconds=0.1, shift_prob=0.0))
   np.testing.assert_array_equal(y, x)
@@ -132,6 +138,7 @@ def test_spec_masks_touch_valid_frames_within_bounds():
   lengths = np.array([40, 33, 10, 4, 1, 0])
   mask = jnp.arange(t)[None] < jnp.asarray(lengths)[:, None]
   cfg = dict(time_masks=2, time_mask_max_frames=6, freq_masks=2, freq_mask_max_bins=5)
+  masked = {'time': 0, 'freq': 0}
   for seed in range(10):
     out = np.asarray(A.augment_features(jax.random.key(seed), feats, mask, cfg))
     hit = out == 0.0
@@ -141,15 +148,20 @@ def test_spec_masks_touch_valid_frames_within_bounds():
       assert not hit[i, n:].any()  # padding untouched
       rows = hit[i, :n].all(axis=1)  # fully masked frames: time masks
       cols = hit[i, :n].all(axis=0) if n else np.zeros(f, bool)
+      if n > 12:   # long enough that a frame masked on every bin is a time mask's
+        masked['time'] += rows.any()
+        masked['freq'] += cols.any()
       assert rows.sum() <= 2 * 6
       if n > 12:  # bins masked on every valid frame: freq masks
         assert cols.sum() <= 2 * 5
       # Anything masked is in a masked row or a masked column.
       assert np.all(hit[i, :n] <= (rows[:, None] | cols[None, :]))
+  assert masked['time'] and masked['freq'], masked   # both kinds of mask act
   # Time masks only / freq masks only.
   out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
                                       dict(time_masks=1, time_mask_max_frames=40)))
-  assert ((out == 0).all(axis=(2, 3)).sum(1) <= lengths).all()
+  full = (out == 0).all(axis=(2, 3)).sum(1)
+  assert (full <= lengths).all() and full.any()
   out = np.asarray(A.augment_features(jax.random.key(0), feats, mask,
                                       dict(freq_masks=1, freq_mask_max_bins=20, mask_value=-1.0)))
   assert not (out[~np.asarray(mask)] == -1.0).any()

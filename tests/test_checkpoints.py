@@ -141,12 +141,22 @@ def test_unreadable_step_that_cannot_be_moved_is_skipped_not_retried(tmp_path, m
     ckpt.save(step, _state(step), {'val_uar': 0.1 * step})
   ckpt.close()
   damage_step(str(tmp_path / '2'), 'arrays')
+  moves = []
   def refuse(*a, **k):
+    moves.append(a)
     raise PermissionError(13, 'Permission denied')
   monkeypatch.setattr(checkpoints.shutil, 'move', refuse)
-  state, step = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True, **_BY_UAR).restore_latest(
-      _state(0))
-  assert step == 1
+  ckpt = checkpoints.Checkpoints(str(tmp_path), keep=3, repair=True, **_BY_UAR)
+  state, step = ckpt.restore_latest(_state(0))
+  assert step == 1 and len(moves) == 1
+  assert (tmp_path / '2').is_dir() and ckpt.all_steps() == [1]   # left in place, skipped
+  # Asked again, the same object neither reads nor tries to move step 2 again.
+  restored = []
+  real_restore = ckpt.manager.restore
+  monkeypatch.setattr(ckpt.manager, 'restore',
+                      lambda s, *a, **k: restored.append(s) or real_restore(s, *a, **k))
+  state, step = ckpt.restore_latest(_state(0))
+  assert step == 1 and len(moves) == 1 and restored == [1], (moves, restored)
 
 
 def test_damaged_best_falls_back_to_the_next_best(tmp_path):

@@ -3,6 +3,7 @@ a failed save, two processes, gradient accumulation, early stopping (the recipe'
 parts are in test_recipe.py)."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -179,8 +180,10 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
   assert 'interrupted' in err and 'Traceback' not in err
+  stopped = re.search(r'stopped by signal \d+ at step (\d+); checkpoint saved', err)
+  assert stopped, err[-3000:]
   saved = _steps(workdir)[-1]
-  assert saved % 6 != 0 or saved > 6  # a checkpoint of the step it stopped at
+  assert saved == int(stopped.group(1))   # a checkpoint of the step it stopped at
   proc = subprocess.run(_cmd(workdir, data_dir), cwd=REPO, capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

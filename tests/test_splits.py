@@ -81,6 +81,10 @@ def test_eval_batches_cover_everything_once():
   batches = list(input_pipeline.eval_batches(seg, 4))
   weights = np.concatenate([b['weight'] for b in batches])
   assert weights.sum() == 7 and len(weights) == 8
+  # Each segment once, in order (segment i starts with sample 1 + 100 i); the pad last.
+  first = np.concatenate([b['audio'][:, 0] for b in batches])
+  np.testing.assert_array_equal(first[weights > 0], [1 + 100 * i for i in range(7)])
+  assert weights[-1] == 0
 
 
 def _corpus(n_speakers=12, per_class=6, classes=4):

@@ -185,10 +185,12 @@ def test_shapes_masks_and_gender(name, use_gender):
                              rtol=1e-5, atol=1e-5)
   flipped = model.apply(params, feats, mask, 1 - gender)
   assert np.allclose(flipped, logits) != use_gender
-  # Dropout is active in training mode only.
+  # Dropout is active in training mode only (the attention models have none).
   trained = model.apply(params, feats, mask, gender, train=True,
                         rngs={'dropout': jax.random.key(3)})
   assert trained.shape == logits.shape
+  has_dropout = any(v for k, v in config.model.items() if k.endswith('dropout'))
+  assert (not np.allclose(trained, logits, atol=1e-6)) == has_dropout
 
 
 @pytest.mark.parametrize('name', NEURAL)
@@ -328,10 +330,14 @@ def test_every_config_trains_and_evaluates_on_the_tiny_corpus(name, tiny_corpus,
   config, corpus = _tiny(name, tiny_corpus, tmp_path)
   workdir = str(tmp_path / 'run')
   results = trainers.get(config).function('train')(config, workdir, corpus=corpus)
+  with open(os.path.join(workdir, 'splits.json')) as f:
+    split_paths = json.load(f)['utterances']
   for split in ('validation', 'test'):
     r = results[split]
     assert 0.0 <= r['uar'] <= 1.0 and r['classes'] == list(config.data.classes)
-    assert len(r['predictions']) == r['num_examples'] > 0
+    # one prediction for each utterance of the split
+    assert sorted(p['path'] for p in r['predictions']) == sorted(split_paths[split])
+    assert r['num_examples'] == len(split_paths[split]) > 0
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f)['test']['wa'] == results['test']['wa']
   assert not set(results['speakers']['test']) & set(results['speakers']['train'])
