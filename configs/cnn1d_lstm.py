@@ -41,7 +41,8 @@ def get_config(arg: str = 'paper'):
       n_mfcc=20, top_db=80.0, amin=1e-10, lifter=0.0, n_chroma=12, tuning=0.0,
       chroma_norm=float('inf'), zcr_threshold=1e-10,
       num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0,
-      max_segments=0))   # 0: every segment of a file
+      max_segments=0,    # 0: every segment of a file
+      last_segment_at_end=False))   # the last one starts 3 s after the one before
 
   c.model = common.model(
       'cnn1d_lstm', conv_features=(256, 256, 128, 64), conv_kernel=5, pool_window=5,

@@ -42,7 +42,8 @@ def get_config(arg: str = 'paper'):
       hop_length=372, window='hann', center=True, pad_mode='constant', n_mels=128,
       fmin=0.0, fmax=config_dict.placeholder(float), n_mfcc=40, top_db=80.0, amin=1e-10,
       lifter=0.0, num_frames=130, segment_seconds=3.0, segment_hop_seconds=3.0,
-      max_segments=1))  # the first 3 s of every file, as in the paper
+      max_segments=1,  # the first 3 s of every file, as in the paper
+      last_segment_at_end=False))
 
   c.model = common.model(
       'cnn2d_bilstm', conv_features=(32, 64), conv_kernel=(3, 3), conv_padding='VALID',

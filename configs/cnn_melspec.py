@@ -37,7 +37,8 @@ def mel_image_features(channels: int = 3) -> ml_collections.ConfigDict:
       window='hann', center=True, pad_mode='constant', n_mels=128, fmin=0.0,
       fmax=config_dict.placeholder(float), top_db=80.0, amin=1e-10, image_scale='unit',
       channels=channels, segment_seconds=3.0, segment_hop_seconds=3.0,
-      max_segments=1))  # the first 3 s of every file, as in the paper
+      max_segments=1,  # the first 3 s of every file, as in the paper
+      last_segment_at_end=False))
 
 
 def tiny_images(c):

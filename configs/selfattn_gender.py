@@ -51,6 +51,7 @@ def get_config(arg: str = 'iemocap'):
       num_frames=config_dict.placeholder(int),     # None: segment / hop (300)
       segment_seconds=3.0, segment_hop_seconds=3.0,
       max_segments=0,                              # 0: every segment of a file
+      last_segment_at_end=False,                   # the last starts 3 s after the one before
   ))
 
   c.model = ml_collections.ConfigDict(dict(

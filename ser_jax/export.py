@@ -39,7 +39,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   params = jax.device_get(neural_lib.inference_params(state))
   norm = jax.device_get(state.norm)
   sr = int(config.features.sample_rate)
-  seg_len, hop, max_segments = neural_lib.segmentation(config)
+  seg_len, hop, max_segments, last_at_end = neural_lib.segmentation(config)
   classes = list(exp.class_names)
   aggregation = config.aggregation
 
@@ -78,10 +78,12 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
     count = 1 + tf.maximum(0, (n - seg_len + hop - 1) // hop)
     if max_segments > 0:
       count = tf.minimum(count, max_segments)
-    padded = tf.pad(waveform, [[0, tf.maximum(0, (count - 1) * hop + seg_len - n)]])[
-        :(count - 1) * hop + seg_len]
-    audio = tf.signal.frame(padded, seg_len, hop)
-    lengths = tf.clip_by_value(n - tf.range(count) * hop, 0, seg_len)
+    starts = tf.range(count) * hop   # input_pipeline.segment_starts
+    if last_at_end:
+      starts = tf.minimum(starts, tf.maximum(n - seg_len, 0))
+    padded = tf.pad(waveform, [[0, seg_len]])
+    audio = tf.gather(padded, starts[:, None] + tf.range(seg_len)[None, :])
+    lengths = tf.clip_by_value(n - starts, 0, seg_len)
 
     def pooled_for(g):  # utterance posteriors for one gender input, as in evaluation
       probs = converted(module.params, audio, lengths, tf.fill([count], g))

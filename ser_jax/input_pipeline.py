@@ -377,14 +377,26 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int,
                     utts.sample_rate)
 
 
-def segment(utts: Utterances, segment_samples: int, hop_samples: int,
-            max_segments: int = 0) -> Segments:
-  """Cuts each utterance into segments; the tail is zero-padded.
+def segment_starts(n: int, count: int, segment_samples: int, hop_samples: int,
+                   last_at_end: bool = False) -> np.ndarray:
+  """Where the `count` segments of an n-sample utterance start: every hop, or with
+  `last_at_end` no later than n - segment, so that the last one ends where the
+  utterance ends instead of holding a short zero-padded tail (the export's graph
+  computes the same)."""
+  starts = np.arange(count, dtype=np.int64) * hop_samples
+  return np.minimum(starts, max(n - segment_samples, 0)) if last_at_end else starts
 
-  An utterance shorter than one segment gives one padded segment (never
+
+def segment(utts: Utterances, segment_samples: int, hop_samples: int,
+            max_segments: int = 0, last_at_end: bool = False) -> Segments:
+  """Cuts each utterance into segments.
+
+  An utterance shorter than one segment gives one zero-padded segment (never
   dropped); a longer one gives 1 + ceil((n - segment) / hop) segments, the last
-  covering the end. `max_segments` > 0 keeps only the first ones (1: the first
-  3 s of every file, as Sen et al. and Gomes et al. do).
+  covering the end: starting a hop after the one before, zero-padded (it may hold
+  a few samples only), or with `last_at_end` ending where the utterance ends, so
+  that every segment of such an utterance is full. `max_segments` > 0 keeps only
+  the first ones (1: the first 3 s of every file, as Sen et al. and Gomes et al. do).
   """
   if segment_samples <= 0 or hop_samples <= 0:
     raise ValueError('segment and hop lengths must be positive')
@@ -397,8 +409,8 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
   utterance = np.repeat(np.arange(len(utts), dtype=np.int32), counts)
   row = 0
   for a, n in zip(utts.audio, counts):
-    for k in range(n):
-      piece = a[k * hop_samples:k * hop_samples + segment_samples]
+    for start in segment_starts(len(a), n, segment_samples, hop_samples, last_at_end):
+      piece = a[start:start + segment_samples]
       audio[row, :len(piece)] = piece
       lengths[row] = len(piece)
       row += 1

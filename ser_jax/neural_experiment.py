@@ -94,12 +94,13 @@ def feature_config(config) -> ml_collections.ConfigDict:
   return features_lib.with_num_frames(config.features, segment_samples(config))
 
 
-def segmentation(config) -> tuple[int, int, int]:
-  """(segment samples, hop samples, max segments per utterance, 0: all): how
-  training, prediction and the export cut utterances into segments."""
+def segmentation(config) -> tuple[int, int, int, bool]:
+  """(segment samples, hop samples, max segments per utterance (0: all), whether the
+  last segment ends at the utterance's end): how training, prediction and the
+  export cut utterances into segments (`input_pipeline.segment`)."""
   f = config.features
   return (segment_samples(config), int(round(f.segment_hop_seconds * f.sample_rate)),
-          int(f.max_segments))
+          int(f.max_segments), bool(f.last_segment_at_end))
 
 
 def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> Experiment:

@@ -57,7 +57,7 @@ ADDED_FIELDS = {
     'mixup_alpha': 0.0, 'ema_decay': 0.0,
     'svm.speaker_norm': False, 'svm.augment_before_split': False,
     'augment.offline.before_split': False, 'augment.offline.speed_rates': None,
-    'features.max_segments': 0,
+    'features.max_segments': 0, 'features.last_segment_at_end': False,
     'protocol.k': 5, 'protocol.val_fraction': 0.1, 'protocol.fractions': [0.8, 0.1, 0.1],
     'protocol.split_seed': 0, 'protocol.train': [], 'protocol.test': [],
     'protocol.test_speakers': [], 'protocol.validation_speakers': [],

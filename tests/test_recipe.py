@@ -261,17 +261,23 @@ def _normalised_frames(exp, seg):
 def test_utterance_norm_zscores_each_file_and_predict_and_export_agree(data_dir, tmp_path):
   """utterance_norm (inductive): every utterance's frames, over all its segments, have
   mean 0 and std 1; predict (file by file) and the SavedModel (which computes the
-  statistics in its graph) give evaluation's posteriors."""
+  statistics in its graph) give evaluation's posteriors. With the last segment at
+  the file's end (`features.last_segment_at_end`) in all three."""
   with pytest.raises(ValueError, match='alternatives'):
     neural_experiment.build_experiment(_tiny(data_dir, speaker_norm=True, utterance_norm=True),
                                        with_data=False)
   config = _tiny(data_dir, utterance_norm=True, num_epochs=1)
   config.features.segment_hop_seconds = 0.5     # several overlapping segments a file
+  config.features.last_segment_at_end = True
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   exp = neural_experiment.build_experiment(config)
   seg = exp.segments['test']
   assert seg.norm_stats is not None and np.bincount(seg.utterance).max() > 1
+  n = neural_experiment.segment_samples(config)
+  long_file = np.asarray([len(a) >= n for a in seg.utterances.audio])[seg.utterance]
+  assert (seg.lengths[long_file] == n).all()   # no short tail in a file of one segment or more
+  assert any(len(a) > n and (len(a) - n) % (n // 2) for a in seg.utterances.audio)   # it moved
   feats, masks = _normalised_frames(exp, seg)
   for u in np.unique(seg.utterance):
     frames = feats[seg.utterance == u][masks[seg.utterance == u]]

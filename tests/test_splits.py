@@ -141,6 +141,22 @@ def test_segment_max_segments_keeps_the_first():
   np.testing.assert_array_equal(seg.audio[2], [201, 202, 203, 204, 205])
 
 
+def test_segment_last_at_end_keeps_every_segment_of_a_long_utterance_full():
+  utts = _utts([3, 10, 11, 13])
+  pad = input_pipeline.segment(utts, segment_samples=5, hop_samples=5)
+  end = input_pipeline.segment(utts, segment_samples=5, hop_samples=5, last_at_end=True)
+  np.testing.assert_array_equal(end.utterance, pad.utterance)   # the same segments a file
+  np.testing.assert_array_equal(pad.lengths, [3, 5, 5, 5, 5, 1, 5, 5, 3])
+  np.testing.assert_array_equal(end.lengths, [3, 5, 5, 5, 5, 5, 5, 5, 5])
+  np.testing.assert_array_equal(end.audio[5], [207, 208, 209, 210, 211])   # 11: ends at its end
+  np.testing.assert_array_equal(end.audio[8], [309, 310, 311, 312, 313])
+  np.testing.assert_array_equal(end.audio[:5], pad.audio[:5])   # short and exact files alike
+  # With overlap, only the last start moves; max_segments keeps the first (full) ones.
+  np.testing.assert_array_equal(input_pipeline.segment_starts(13, 4, 5, 3, True), [0, 3, 6, 8])
+  np.testing.assert_array_equal(input_pipeline.segment_starts(13, 2, 5, 3, True), [0, 3])
+  np.testing.assert_array_equal(input_pipeline.segment_starts(3, 1, 5, 3, True), [0])
+
+
 def _union(shape=(('ser_crema_d', 30, 6), ('ravdess', 12, 8), ('ser_savee', 4, 14),
                   ('tess', 2, 70))):
   """Speakers of four corpora as in their union: (corpus, speakers, clips each)."""

@@ -108,7 +108,8 @@ def test_paper_input_shapes():
 def test_config_fields_are_known(name):
   config = get_config(name)
   known = set(features_lib.frontend_defaults(config.features.name))
-  known |= {'name', 'segment_seconds', 'segment_hop_seconds', 'num_frames', 'max_segments'}
+  known |= {'name', 'segment_seconds', 'segment_hop_seconds', 'num_frames', 'max_segments',
+            'last_segment_at_end'}
   assert set(config.features) <= known, set(config.features) - known
   for arg in ('synthetic', 'tiny'):
     assert get_config(name, arg).data.name == 'ser_synthetic'

@@ -93,7 +93,8 @@ _TRAINERS = {
                 'augment.waveform', 'augment.features',
                 'augment.offline.enabled', 'augment.offline.before_split',
                 'features.segment_seconds',
-                'features.segment_hop_seconds', 'features.max_segments')),
+                'features.segment_hop_seconds', 'features.max_segments',
+                'features.last_segment_at_end')),
     'svm': Trainer(      # scikit-learn on utterance statistics
         'svm', train='ser_jax.trainers.svm:train_and_evaluate',
         predictor='ser_jax.trainers.svm:load_predictor',
