@@ -81,7 +81,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
     starts = tf.range(count) * hop   # input_pipeline.segment_starts
     if last_at_end:
       starts = tf.minimum(starts, tf.maximum(n - seg_len, 0))
-    padded = tf.pad(waveform, [[0, seg_len]])
+    padded = tf.pad(waveform, [[0, seg_len + hop]])   # every index in range, any hop
     audio = tf.gather(padded, starts[:, None] + tf.range(seg_len)[None, :])
     lengths = tf.clip_by_value(n - starts, 0, seg_len)
 
@@ -99,7 +99,8 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   tf.saved_model.save(module, out_dir,
                       signatures={'serving_default': utterance, 'segments': segments})
   info = {'classes': classes, 'sample_rate': sr, 'segment_samples': seg_len,
-          'hop_samples': hop, 'aggregation': aggregation, 'checkpoint_step': int(step),
+          'hop_samples': hop, 'last_segment_at_end': last_at_end, 'aggregation': aggregation,
+          'checkpoint_step': int(step),
           'model': config.model.name, 'features': config.features.name,
           'input': 'mono float32 waveform in [-1, 1] at sample_rate; gender 0 female, '
                    '1 male, -1 unknown'}

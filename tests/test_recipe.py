@@ -3,6 +3,7 @@ offline augmentation, the feature cache, speaker normalisation, class balance,
 mixup and the moving average of the weights. (Split from test_resume.py so that
 pytest-xdist's two workers can share the load.)"""
 import dataclasses
+import json
 from unittest import mock
 
 import jax
@@ -299,6 +300,8 @@ def test_utterance_norm_zscores_each_file_and_predict_and_export_agree(data_dir,
     out = serve(waveform=tf.constant(utts.audio[i].astype(np.float32) / 32768.0),
                 gender=tf.constant(int(utts.genders[i])))
     np.testing.assert_allclose(out['probabilities'].numpy(), want, atol=2e-4)
+  with open(tmp_path / 'export' / 'ser_jax_export.json') as f:
+    assert json.load(f)['last_segment_at_end'] is True
 
 
 def test_class_weights_even_out_the_classes():
