@@ -466,9 +466,12 @@ def eval_batches(seg: Segments, batch_size: int) -> Iterator[dict[str, np.ndarra
 
 
 def describe(parts: Mapping[str, Utterances], class_names: Sequence[str],
-             segment_samples: int = 0, sample_rate: int = 16_000) -> str:
+             segment_samples: int = 0, sample_rate: int = 16_000, hop_samples: int = 0,
+             max_segments: int = 0, last_at_end: bool = False) -> str:
   """One line per split: utterances, speakers (a count: splits.json lists them),
-  per-class counts, and the clips shorter than one segment (zero-padded)."""
+  per-class counts, the clips shorter than one segment (zero-padded) and, given the
+  hop, the longer ones whose last segment holds under half a segment (`segment`'s
+  zero-padded tail, which counts as a full segment in the utterance's pooling)."""
   lines = []
   for name, u in parts.items():
     counts = np.bincount(u.labels, minlength=len(class_names))
@@ -478,5 +481,16 @@ def describe(parts: Mapping[str, Utterances], class_names: Sequence[str],
     if len(short):
       line += (f'; {len(short)} shorter than one {segment_samples / sample_rate:.2f} s segment '
                f'(zero-padded by {(segment_samples - short).mean() / sample_rate:.2f} s on average)')
+    if hop_samples > 0 and not last_at_end:
+      tails = 0
+      for a in u.audio:
+        n = len(a)
+        count = 1 + max(0, -(-(n - segment_samples) // hop_samples))
+        if n > segment_samples and (max_segments <= 0 or count <= max_segments):
+          tails += n - (count - 1) * hop_samples < segment_samples / 2
+      if tails:
+        line += (f'; {tails} longer whose last segment holds under '
+                 f'{segment_samples / 2 / sample_rate:.2f} s (zero-padded; '
+                 'features.last_segment_at_end=True ends it at the file\'s end)')
     lines.append(line)
   return '\n'.join(lines)

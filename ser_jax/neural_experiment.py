@@ -126,7 +126,8 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
           num_workers=os.cpu_count() or 1)
     logging.info('Protocol %s fold %s: %s', config.protocol.name, config.protocol.fold,
                  input_pipeline.describe(parts, class_names, segment_samples(config),
-                                         config.features.sample_rate))
+                                         config.features.sample_rate,
+                                         *segmentation(config)[1:]))
     exp.segments = {name: input_pipeline.segment(u, *segmentation(config))
                     for name, u in parts.items()}
     if config.speaker_norm:

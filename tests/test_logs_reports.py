@@ -21,6 +21,15 @@ def test_describe_counts_speakers_and_padded_clips():
   text = input_pipeline.describe({'train': utts}, ('neutral', 'angry'), 48000, 16000)
   assert text == ('train: 4 utterances of 4 speakers; neutral 2, angry 2; 2 shorter than one '
                   '3.00 s segment (zero-padded by 2.25 s on average)')
+  # Given the hop: the 3.75 s clip's second segment holds 0.75 s, under half a segment.
+  tail = '; 1 longer whose last segment holds under 1.50 s (zero-padded; '
+  assert input_pipeline.describe({'train': utts}, ('neutral', 'angry'), 48000, 16000,
+                                 48000) == text + tail + (
+      "features.last_segment_at_end=True ends it at the file's end)")
+  assert input_pipeline.describe({'train': utts}, ('neutral', 'angry'), 48000, 16000, 48000,
+                                 last_at_end=True) == text
+  assert input_pipeline.describe({'train': utts}, ('neutral', 'angry'), 48000, 16000, 24000,
+                                 max_segments=1) == text   # only the first 3 s is kept
   assert 'spk' not in text   # counts, not lists (splits.json has the ids)
 
 
