@@ -2,21 +2,19 @@
 speaker-grouped 5-fold (`group_kfold`, split_seed 0, the table's folds).
 
 Every setting was chosen on validation speakers only. Over the 5 folds it gives
-test UAR 69.0 ± 2.7 % and WA 64.6 ± 4.1 % (AMD EPYC, 2 cores, 20.8–27.8 min a
-fold; docs/results.md, row 52: one 3 s segment per 3 s of audio, adopted by a rule
-written before the run, mean validation UAR 65.72 > 64.90 % with a 1.5 s hop, row
-46: test UAR 69.4 ± 2.4 %, WA 64.9 ± 5.1 %; row 46's speed copies were adopted the
-same way, 64.90 > 62.92 %; without them, row 13: test UAR 65.7 ± 2.4 %, WA
-62.0 ± 3.2 %), transductive since it uses
-per-speaker normalisation (without it, inductive: test UAR 61.5 ± 0.8 %, WA
-56.7 ± 4.1 % over the 5 folds; docs/results.md, row 17).
-Removing mixup tied on mean validation UAR over the 5 folds (62.92 against
-62.92 %), so it stays (docs/results.md, "What each part buys"); removing class
-balance lowered it (61.52 %, row 45), so that stays too; removing SpecAugment
-lowered it (64.30 against 64.90 %, row 50: 1 point of test UAR traded for 1–2 of
-WA), so it stays; removing the overlapping segments raised it (65.72 against
-64.90 %, row 52), so they went. The parts,
-each a config field of the neural trainer:
+test UAR 69.6 ± 2.5 % and WA 65.3 ± 4.1 % (AMD EPYC, 2 cores, 25.9–30.2 min a
+fold with other work on the machine at times; docs/results.md, row 54: without
+mixup, adopted by a rule written before the run, mean validation UAR 66.03 > 65.72 %
+with it, row 52: test UAR 69.0 ± 2.7 %, WA 64.6 ± 4.1 %, 20.8–27.8 min a fold alone;
+row 52's one 3 s segment per 3 s of audio was adopted the same way, 65.72 > 64.90 %
+with a 1.5 s hop, row 46; row 46's speed copies 64.90 > 62.92 %; without them, row
+13: test UAR 65.7 ± 2.4 %, WA 62.0 ± 3.2 %), transductive since it uses per-speaker
+normalisation (without it, inductive: test UAR 61.5 ± 0.8 %, WA 56.7 ± 4.1 % over
+the 5 folds; docs/results.md, row 17). Removing class balance lowered the mean
+validation UAR (61.52 %, row 45), so that stays; removing SpecAugment lowered it
+(64.30 against 64.90 %, row 50), so it stays; removing the overlapping segments
+(row 52) and then mixup (row 54) raised it, so they went. The parts, each a config
+field of the neural trainer:
 
 - Sen et al.'s 2-D CNN + BiLSTM on 40 MFCC (`configs/cnn2d_bilstm.py`), which
   trains a pass over the combined corpora's original files in under a minute on
@@ -27,8 +25,8 @@ each a config field of the neural trainer:
   network with and without it on fold 0). predict takes the files of one call as one
   speaker's recordings; export refuses;
 - class-balanced loss weights (`class_balance`: calm and surprised are rare);
-- mixup of features and labels (`mixup_alpha`) and SpecAugment masks
-  (`augment.features`);
+- SpecAugment masks (`augment.features`); mixup (`mixup_alpha`) is off since row
+  54;
 - every 3 s segment of a file, end to end (no overlap; most files are shorter
   than 3 s and are one zero-padded segment), posteriors averaged per utterance;
 - two speed-perturbed copies of every training file (0.9× and 1.1×), 12 epochs
@@ -41,8 +39,8 @@ each a config field of the neural trainer:
   steadied (docs/results.md).
 
 `:inductive` is the recipe for users who cannot normalise by speaker (one file at a
-time, or speakers with too little audio): the same without `speaker_norm` and
-without mixup, with 3 s segments at a 1.5 s hop (without the overlap, row 53,
+time, or speakers with too little audio): the same without `speaker_norm` (and,
+like the default since row 54, without mixup), with 3 s segments at a 1.5 s hop (without the overlap, row 53,
 mean validation UAR 59.96 < 61.21 %), with the speed copies (Ko et al. 2015;
 `augment.offline.speed_rates`), trained 12 epochs (36 passes over the original
 files) with patience 4. Each part was adopted by a rule written before its run,
@@ -67,7 +65,7 @@ def get_config(arg: str = 'combined'):
                  'speaker-grouped folds of the combined corpora')
   c.speaker_norm = True
   c.class_balance = True
-  c.mixup_alpha = 0.2
+  c.mixup_alpha = 0.0   # row 54: mean validation UAR 66.03 without it, 65.72 with it
   c.ema_decay = 0.999
   c.augment.features.update(time_masks=2, time_mask_max_frames=12, freq_masks=2,
                             freq_mask_max_bins=6)
@@ -89,7 +87,6 @@ def get_config(arg: str = 'combined'):
     c.features.max_segments = 0
   if inductive:
     c.speaker_norm = False
-    c.mixup_alpha = 0.0   # row 47: mean validation UAR 61.2 without it, 60.8 with it
     if arg == 'combined':
       c.features.segment_hop_seconds = 1.5   # row 53: 3.0 s validates 59.96 < 61.21 %
   return c
