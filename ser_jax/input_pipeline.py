@@ -377,6 +377,11 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int,
                     utts.sample_rate)
 
 
+def segment_count(n: int, segment_samples: int, hop_samples: int) -> int:
+  """How many segments cover an n-sample utterance: 1, or 1 + ceil((n - segment) / hop)."""
+  return 1 + max(0, -(-(n - segment_samples) // hop_samples))
+
+
 def segment_starts(n: int, count: int, segment_samples: int, hop_samples: int,
                    last_at_end: bool = False) -> np.ndarray:
   """Where the `count` segments of an n-sample utterance start: every hop, or with
@@ -400,7 +405,7 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
   """
   if segment_samples <= 0 or hop_samples <= 0:
     raise ValueError('segment and hop lengths must be positive')
-  counts = [1 + max(0, -(-(len(a) - segment_samples) // hop_samples)) for a in utts.audio]
+  counts = [segment_count(len(a), segment_samples, hop_samples) for a in utts.audio]
   if max_segments > 0:
     counts = [min(c, int(max_segments)) for c in counts]
   total = int(np.sum(counts))
@@ -485,9 +490,10 @@ def describe(parts: Mapping[str, Utterances], class_names: Sequence[str],
       tails = 0
       for a in u.audio:
         n = len(a)
-        count = 1 + max(0, -(-(n - segment_samples) // hop_samples))
+        count = segment_count(n, segment_samples, hop_samples)
         if n > segment_samples and (max_segments <= 0 or count <= max_segments):
-          tails += n - (count - 1) * hop_samples < segment_samples / 2
+          last = segment_starts(n, count, segment_samples, hop_samples)[-1]
+          tails += n - last < segment_samples / 2
       if tails:
         line += (f'; {tails} longer whose last segment holds under '
                  f'{segment_samples / 2 / sample_rate:.2f} s (zero-padded; '
