@@ -33,7 +33,6 @@ if __name__ == '__main__':
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ser_jax import models  # noqa: E402
 from ser_jax import sharding  # noqa: E402
 from ser_jax import workdir  # noqa: E402
 from ser_jax import neural_experiment  # noqa: E402
@@ -182,7 +181,10 @@ def bench(model: str, config_arg, dtype, steps: int, batch_size, overrides,
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--model', default='selfattn_gender',
-                      help=f'comma-separated; known models: {",".join(models.names())}')
+                      help='comma-separated names of neural configs (configs/NAME.py): '
+                      + ','.join(sorted(f[:-3] for f in os.listdir(os.path.join(REPO, 'configs'))
+                                        if f.endswith('.py') and f not in ('common.py',
+                                                                           'svm_features.py'))))
   parser.add_argument('--config_arg', default=None, help='config argument (e.g. synthetic)')
   parser.add_argument('--dtype', default=None, help='compute dtype override, e.g. bfloat16')
   parser.add_argument('--batch_size', type=int, default=None)

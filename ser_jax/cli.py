@@ -140,6 +140,11 @@ class UsageError(ValueError):
   """A command-line mistake: run.py prints it as one line and exits with 2."""
 
 
+class ModeNotAvailable(ValueError):
+  """The trainer (or this trained run) does not offer the requested mode; run.py
+  prints it as one line (`trainers.ModeNotAvailable` is this class)."""
+
+
 SPLIT_NAMES = {'test': 'test', 'validation': 'validation', 'val': 'validation',
                'valid': 'validation', 'dev': 'validation', 'train': 'train',
                'training': 'train'}

@@ -33,6 +33,10 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
                        checkpoint: str | None = None) -> dict:
   """Writes the SavedModel of a checkpoint (default: the best) to `out_dir`."""
   neural_lib.check_no_speaker_norm(config, 'export')
+  aggregation = config.aggregation
+  # The graph below writes evaluate.aggregate's methods in TF: any other is refused.
+  if aggregation not in ('max', 'mean'):
+    raise ValueError(f'unknown aggregation {aggregation!r}: the export writes max and mean')
   exp = neural_lib.build_experiment(config, with_data=False)
   ckpt, step = neural_lib.resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = neural_lib.restore_for_eval(exp, ckpt, step)
@@ -41,7 +45,6 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   sr = int(config.features.sample_rate)
   seg_len, hop, max_segments, last_at_end = neural_lib.segmentation(config)
   classes = list(exp.class_names)
-  aggregation = config.aggregation
 
   def segment_probs(p, audio, lengths, gender):
     feats, mask = exp.frontend(audio, lengths)

@@ -33,7 +33,6 @@ from ser_jax import models
 from ser_jax import monitoring
 from ser_jax import reports
 from ser_jax import sharding
-from ser_jax import trainers as trainers_lib
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
@@ -395,7 +394,7 @@ def check_no_speaker_norm(config, mode: str):
   """export takes waveforms one at a time: a model trained on speaker-normalised
   features has no speaker statistics there."""
   if config.speaker_norm:
-    raise trainers_lib.ModeNotAvailable(
+    raise cli.ModeNotAvailable(
         f'--mode={mode} is not available for a model trained with speaker_norm=True: it '
         'normalises each speaker by that speaker\'s own recordings, and the SavedModel '
         'takes one waveform at a time')

@@ -40,10 +40,12 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     raise ValueError(f'cannot decode {path}: {e}') from e
   if data.size == 0:
     raise ValueError(f'{path} contains no audio samples')
-  mono = data.mean(axis=1)
+  # The builders' decoding (tfds_builders.common.read_audio, which is not imported
+  # here: it pulls in TFDS), so that a corpus file predicts as it evaluates.
+  mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
   if rate != sample_rate:
-    mono = soxr.resample(mono, rate, sample_rate)
-  return (np.clip(mono, -1.0, 1.0) * 32767.0).astype(np.int16)
+    mono = soxr.resample(mono, rate, sample_rate, quality='HQ')
+  return np.round(np.clip(mono, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
 
 
 def expand_paths(spec: str) -> list[str]:

@@ -55,7 +55,7 @@ _INFERENCE_FIELDS = {
 ADDED_FIELDS = {
     'speaker_norm': False, 'utterance_norm': False, 'class_balance': False,
     'mixup_alpha': 0.0, 'ema_decay': 0.0,
-    'svm.speaker_norm': False, 'svm.augment_before_split': False,
+    'svm.speaker_norm': False, 'svm.augment_before_split': False, 'svm.scaler': 'standard',
     'augment.offline.before_split': False, 'augment.offline.speed_rates': None,
     'features.max_segments': 0, 'features.last_segment_at_end': False,
     'protocol.k': 5, 'protocol.val_fraction': 0.1, 'protocol.fractions': [0.8, 0.1, 0.1],

@@ -21,6 +21,9 @@ import pytest
 
 from ser_jax import features as F
 
+# The log-Mel + deltas front end on any config, without CPU chunking.
+LOGMEL = F.frontends.unchunked('logmel_deltas')
+
 SR = 16000
 N_FFT, WIN, HOP = 512, 400, 160
 LENGTHS = (300, 1000, 12345, 48000)
@@ -210,7 +213,7 @@ def test_logmel_deltas_matches_librosa(width):
 def test_logmel_deltas_all_frames_and_short_padding():
   cfg = default_cfg(num_frames=None, delta_width=9)
   y = harmonic(20000)
-  feats, mask = F.logmel_deltas(y[None], None, cfg)
+  feats, mask = LOGMEL(y[None], None, cfg)
   # num_frames None: the frames centred inside the signal, ceil(N / hop);
   # librosa's frame 125, centred on sample 20000 == length, is left out.
   assert feats.shape == (1, 20000 // HOP, 40, 3)
@@ -222,10 +225,10 @@ def test_logmel_deltas_all_frames_and_short_padding():
                              rtol=0, atol=LOG_ATOL)
   # A waveform shorter than num_frames is zero-padded at the end.
   cfg300 = default_cfg()
-  short, mshort = F.logmel_deltas(y[None], jnp.array([20000]), cfg300)
+  short, mshort = LOGMEL(y[None], jnp.array([20000]), cfg300)
   padded = np.zeros(3 * SR, np.float32)
   padded[:20000] = y
-  full, mfull = F.logmel_deltas(padded[None], jnp.array([20000]), cfg300)
+  full, mfull = LOGMEL(padded[None], jnp.array([20000]), cfg300)
   assert short.shape == (1, 300, 40, 3)
   np.testing.assert_allclose(short, full, rtol=0, atol=1e-5)
   np.testing.assert_array_equal(mshort, mfull)
@@ -234,7 +237,7 @@ def test_logmel_deltas_all_frames_and_short_padding():
 def test_too_few_frames_for_delta_raises():
   cfg = default_cfg(num_frames=None, delta_width=9)
   with pytest.raises(ValueError):
-    F.logmel_deltas(jnp.zeros((1, 1000)), None, cfg)  # 7 frames < 9
+    LOGMEL(jnp.zeros((1, 1000)), None, cfg)  # 7 frames < 9
 
 
 def test_batch_independence_and_jit():
@@ -549,7 +552,8 @@ def test_logmel_deltas_delta_lengths_matches_librosa_unpadded():
 
 
 def test_registry_defaults_and_num_frames():
-  assert set(F.FRONTENDS) == {'logmel_deltas', 'mfcc', 'mfcc_zcr_chroma', 'mel_image'}
+  # The shipped front ends (a new one only adds to them) and their shapes.
+  assert set(F.FRONTENDS) >= {'logmel_deltas', 'mfcc', 'mfcc_zcr_chroma', 'mel_image'}
   shapes = {}
   x = jnp.zeros((2, 3 * SR))
   for name in F.FRONTENDS:
@@ -560,9 +564,11 @@ def test_registry_defaults_and_num_frames():
     shapes[name] = feats.shape
     assert mask.shape == feats.shape[:2]
     assert F.num_frames(3 * SR, cfg) == feats.shape[1]
-  assert shapes == {'logmel_deltas': (2, 300, 40, 3), 'mfcc': (2, 130, 40, 1),
-                    'mfcc_zcr_chroma': (2, 130, 33, 1),
-                    'mel_image': (2, 128, 128, 1)}
+  assert {k: shapes[k] for k in ('logmel_deltas', 'mfcc', 'mfcc_zcr_chroma', 'mel_image')} == {
+      'logmel_deltas': (2, 300, 40, 3), 'mfcc': (2, 130, 40, 1),
+      'mfcc_zcr_chroma': (2, 130, 33, 1), 'mel_image': (2, 128, 128, 1)}
+  for name in F.FRONTENDS:
+    assert 'cpu_chunk' in F.frontend_defaults(name), name   # else CPU chunking is off
   with pytest.raises(KeyError):
     F.frontend_defaults('nope')
 

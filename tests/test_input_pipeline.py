@@ -143,3 +143,18 @@ def test_a_corpus_built_at_22k_is_read_at_its_rate_and_checked(tmp_path):
     experiment.load_corpus(config)
   config.features.sample_rate = 22_050
   assert experiment.load_corpus(config)[0].sample_rate == 22_050
+
+
+@pytest.mark.parametrize('rate,channels,subtype', [(16000, 1, 'PCM_16'), (44100, 2, 'FLOAT'),
+                                                   (48000, 1, 'PCM_24')])
+def test_predict_decodes_a_file_as_the_builders_do(tmp_path, rate, channels, subtype):
+  import soundfile as sf
+  from ser_jax import predict
+  from tfds_builders import common
+  rng = np.random.default_rng(rate)
+  audio = rng.uniform(-1.05, 1.05, (rate // 2, channels)).astype(np.float32)
+  audio[:5] = 1.0          # full scale, where the int16 rounding differs most
+  path = str(tmp_path / 'x.wav')
+  sf.write(path, audio, rate, subtype=subtype)
+  built, _ = common.read_audio(path, 16000)
+  np.testing.assert_array_equal(predict.load_audio(path, 16000), built)

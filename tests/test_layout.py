@@ -1,5 +1,6 @@
-"""The import structure the README's Layout section draws: no cycles, the experiment
-layer below the trainers, no trainer-name branches outside the trainers."""
+"""The import structure the README's Layout section draws: its floors (each module
+imports from its own floor or below), no cycles, the experiment layer below the
+trainers, no trainer-name branches outside the trainers."""
 import ast
 import collections
 import os
@@ -141,3 +142,44 @@ def test_the_registry_names_a_missing_config_field_and_an_absent_mode():
     with pytest.raises(trainers.ModeNotAvailable, match=f'--mode={mode} is not available'):
       svm.function(mode)
   assert callable(svm.function('predictor'))
+
+
+def _readme_floors():
+  """{module or package prefix: floor index (0 = base)} as the README's Layout block draws them."""
+  text = open(os.path.join(REPO, 'README.md')).read()
+  block = text.split('## Layout', 1)[1].split('```', 2)[1]
+  names = ('base', 'data', 'layer', 'trainers', 'top')
+  floors, floor = {}, None
+  for line in block.splitlines():   # 'floor    ser_jax/x.py   what it does'
+    head, rest = line[:9].strip(), line[9:]
+    if head in names:
+      floor = names.index(head)
+    elif head:
+      floor = None   # run.py, configs/, ...: not a floor of the library
+    if floor is not None and rest.startswith('ser_jax/'):
+      floors[rest.split()[0].rstrip('/').removesuffix('.py').replace('/', '.')] = floor
+  return floors
+
+
+def _floor_of(module, floors):
+  for prefix, floor in floors.items():
+    if module == prefix or module.startswith(prefix + '.'):
+      return floor
+  return None
+
+
+def test_each_module_imports_from_its_floor_or_below():
+  floors = _readme_floors()
+  modules = _modules()
+  assert len(floors) >= 20 and set(floors.values()) == set(range(5)), floors
+  unplaced = [m for m in modules if m not in ('ser_jax', 'ser_jax.cli')
+              and _floor_of(m, floors) is None]
+  assert not unplaced, f'modules the README Layout does not place: {unplaced}'
+  assert not _imports(modules['ser_jax.cli'], modules) - {'ser_jax'}   # any floor may use it
+  for m, path in modules.items():
+    mine = _floor_of(m, floors)
+    if mine is None:
+      continue
+    for n in _imports(path, modules) - {'ser_jax'}:
+      theirs = _floor_of(n, floors)
+      assert theirs is None or theirs <= mine, f'{m} (floor {mine}) imports {n} (floor {theirs})'

@@ -249,3 +249,13 @@ def test_cross_corpus_keeps_the_classes_both_sides_have():
   np.testing.assert_array_equal(out['train'], [0, 1, 2])
   np.testing.assert_array_equal(out['validation'], np.zeros(0, int))
   np.testing.assert_array_equal(out['test'], [4, 6])
+
+
+def test_num_folds_of_every_protocol_and_an_unknown_one_is_refused():
+  speaker_session = {'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2', 'e': 's3', 'f': 's3'}
+  want = {'loso': 6, 'loso_session': 3, 'stratified_kfold': 5, 'group_kfold': 5,
+          'holdout': 1, 'stratified_split': 1, 'group_split': 1}
+  for name, n in want.items():
+    assert splits.num_folds(_protocol(name=name, k=5), speaker_session) == n, name
+  with pytest.raises(ValueError, match="unknown protocol 'grouped_kfold'"):
+    splits.num_folds(_protocol(name='grouped_kfold', k=5), speaker_session)

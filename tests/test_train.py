@@ -331,3 +331,12 @@ def test_a_run_computes_the_front_end_once_for_train_and_validation(data_dir, tm
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert len(cached) == 2 and all(n > 0 for n in cached)     # train and validation
   assert results['test']['num_examples'] > 0                 # test: from audio, as before
+
+
+def test_export_refuses_an_aggregation_its_graph_does_not_write(tmp_path):
+  from ser_jax import export
+  config = selfattn_gender.get_config('tiny')
+  config.aggregation = 'median'
+  with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+    export.export_saved_model(config, str(tmp_path / 'none'), str(tmp_path / 'out'))
+  assert not os.path.exists(tmp_path / 'out')

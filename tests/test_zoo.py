@@ -31,9 +31,13 @@ from ser_jax.models import vgg16
 # Every model of the zoo is compiled here, several times: release them as we go.
 pytestmark = pytest.mark.usefixtures('release_memory_after_each_test')
 
-CONFIGS = ('selfattn_gender', 'attention_gender', 'cnn1d_lstm', 'cnn2d_bilstm', 'cnn_melspec',
-           'vgg16_transfer', 'svm_features')
-NEURAL = CONFIGS[:-1]
+# Every experiment config (configs/*.py but the shared common.py): a new one is tested
+# by the every-config test without being listed here.
+ALL_CONFIGS = tuple(sorted(
+    f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), '..', 'configs'))
+    if f.endswith('.py') and f != 'common.py'))
+# The seed systems' networks: every registered model, each with a config of its name.
+NEURAL = tuple(models.names())
 # Config → (registered model, parameters at the paper's size). The reference
 # implementations of the issue give 9,520,348 (selfattn_gender) and 709,128
 # (cnn2d_bilstm); Gomes et al. print 2,813,672 for their custom CNN.
@@ -83,10 +87,13 @@ def _model(config, **overrides):
 def test_every_system_is_registered():
   assert set(PAPER_PARAMS) <= set(models.names())
   for name in NEURAL:
+    assert name in ALL_CONFIGS, f'model {name} has no configs/{name}.py'
     assert get_config(name).model.name == name
+    assert get_config(name).trainer == 'neural'
+  assert {'combined_best', 'svm_features'} <= set(ALL_CONFIGS)
 
 
-@pytest.mark.parametrize('name', NEURAL)
+@pytest.mark.parametrize('name', sorted(PAPER_PARAMS))
 def test_paper_size_parameter_count(name):
   config = get_config(name)
   shape = _feature_shape(config)
@@ -327,7 +334,7 @@ def _tiny(name, tiny_corpus, tmp_path):
   return config, loaded[key]
 
 
-@pytest.mark.parametrize('name', CONFIGS + ('combined_best',))
+@pytest.mark.parametrize('name', ALL_CONFIGS)
 def test_every_config_trains_and_evaluates_on_the_tiny_corpus(name, tiny_corpus, tmp_path):
   config, corpus = _tiny(name, tiny_corpus, tmp_path)
   workdir = str(tmp_path / 'run')

@@ -87,10 +87,3 @@ from ser_jax.features.stats import finalize_stats
 from ser_jax.features.stats import merge_stats
 from ser_jax.features.stats import normalize
 from ser_jax.features.stats import zero_stats
-
-# Each front end as fn(x [B, N], lengths [B] | None, cfg) -> (feats, mask),
-# whatever cfg.name, without CPU chunking (`make_frontend` is the usual way).
-logmel_deltas = frontends.unchunked('logmel_deltas')
-mfcc_stack = frontends.unchunked('mfcc')
-mfcc_zcr_chroma = frontends.unchunked('mfcc_zcr_chroma')
-mel_image = frontends.unchunked('mel_image')

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+from ser_jax.cli import ModeNotAvailable  # noqa: F401  (raised here and by trainers)
+
 
 # The config fields every trainer reads (defaults live in the configs:
 # configs/common.py and each system's file, never in the library).
@@ -68,10 +70,6 @@ class Trainer:
     return getattr(importlib.import_module(module), fn)
 
 
-class ModeNotAvailable(ValueError):
-  """The trainer does not offer the requested mode."""
-
-
 class ConfigFieldMissing(KeyError):
   """A field the trainer reads is not in the config."""
 
@@ -94,7 +92,7 @@ _TRAINERS = {
                 'augment.offline.enabled', 'augment.offline.before_split',
                 'features.segment_seconds',
                 'features.segment_hop_seconds', 'features.max_segments',
-                'features.last_segment_at_end')),
+                'features.last_segment_at_end', 'model.use_gender')),
     'svm': Trainer(      # scikit-learn on utterance statistics
         'svm', train='ser_jax.trainers.svm:train_and_evaluate',
         predictor='ser_jax.trainers.svm:load_predictor',
@@ -103,7 +101,7 @@ _TRAINERS = {
         fields=tuple(f'svm.{k}' for k in (
             'C', 'kernel', 'gamma', 'c_grid', 'probability', 'class_weight',
             'refit_on_validation', 'augment', 'augmentation', 'cache_dir', 'num_workers',
-            'cache_size_mb', 'speaker_norm', 'augment_before_split'))),
+            'cache_size_mb', 'speaker_norm', 'augment_before_split', 'scaler'))),
 }
 
 

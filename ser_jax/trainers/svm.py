@@ -58,6 +58,7 @@ from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
 from ser_jax import svm_features as svm_features_lib
 from ser_jax import trainers
+from ser_jax import workdir as workdir_lib
 
 MODEL_FILE = 'svm_model.joblib'
 _AUG_VERSION = 1
@@ -174,7 +175,8 @@ def make_classifier(svm_cfg, C: float, seed: int = 0):
   if svm_cfg.probability:
     # What SVC(probability=True) did before scikit-learn 1.9 deprecated it.
     clf = calibration.CalibratedClassifierCV(clf, method='sigmoid', ensemble=False)
-  scaler = svm_cfg.get('scaler', 'standard')
+  # A workdir trained before the field existed used the StandardScaler.
+  scaler = svm_cfg.get('scaler', workdir_lib.ADDED_FIELDS['svm.scaler'])
   if scaler not in SCALERS:
     raise cli.UsageError(f'svm.scaler={scaler!r}: expected one of {sorted(SCALERS)}')
   return pipeline.make_pipeline(*SCALERS[scaler](), clf)

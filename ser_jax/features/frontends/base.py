@@ -8,6 +8,10 @@ relies on:
   NAME                          its registry name (`cfg.name`);
   DEFAULTS                      the fields it reads from a config, with their
                                 defaults (the one place they are written);
+                                they include `cpu_chunk` (the batch size the
+                                CPU computes at a time; None: all at once), and
+                                `num_frames` (None: from the length) where
+                                num_frames below is `frame_count`;
   prepare(p) -> p               eager checks and numpy constants for a frozen
                                 config p (`freeze(cfg, DEFAULTS)`), so a bad
                                 config fails there and tracing does no host
