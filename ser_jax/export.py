@@ -25,6 +25,7 @@ import jax
 from jax.experimental import jax2tf
 import tensorflow as tf
 
+from ser_jax import cli
 from ser_jax import features as features_lib
 from ser_jax import neural_experiment as neural_lib
 
@@ -36,7 +37,7 @@ def export_saved_model(config, workdir: str | None, out_dir: str,
   aggregation = config.aggregation
   # The graph below writes evaluate.aggregate's methods in TF: any other is refused.
   if aggregation not in ('max', 'mean'):
-    raise ValueError(f'unknown aggregation {aggregation!r}: the export writes max and mean')
+    raise cli.UsageError(f'aggregation={aggregation!r}: the export writes max and mean only')
   exp = neural_lib.build_experiment(config, with_data=False)
   ckpt, step = neural_lib.resolve_checkpoint(workdir, checkpoint, config.selection)
   state, step = neural_lib.restore_for_eval(exp, ckpt, step)
