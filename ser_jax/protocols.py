@@ -40,12 +40,6 @@ _LEAKY = ('(every file\'s augmented variants split as utterances of their own, b
           'the split: a test file\'s variants are trained on) ')
 
 
-def _speaker_norm(config) -> bool:
-  """Whether the trainer normalises each speaker by its own audio (either trainer's field)."""
-  return bool(('speaker_norm' in config and config.speaker_norm)
-              or ('svm' in config and config.svm.speaker_norm))
-
-
 def is_protocol_run(config) -> bool:
   """Whether the config asks for several runs (folds and/or seeds)."""
   return bool(config.protocol.folds) or len(config.seeds) > 1
@@ -257,7 +251,7 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
       '',
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
-      + (_TRANSDUCTIVE if _speaker_norm(config) else '')
+      + (_TRANSDUCTIVE if input_pipeline.normalises_by_speaker(config) else '')
       + (_PER_UTTERANCE if config.get('utterance_norm') else '')
       + (_LEAKY if input_pipeline.augments_before_split(config) else '') +
       f'({summary["num_runs"]} runs); model selection on validation '

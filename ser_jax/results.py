@@ -98,7 +98,7 @@ def _paper(reference: str | None) -> str:
 
 def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
-  if cfg.get('speaker_norm') or (cfg.get('svm') or {}).get('speaker_norm'):
+  if input_pipeline.normalises_by_speaker(cfg):
     text += '; speaker-normalised (transductive)'
   if cfg.get('utterance_norm'):
     text += '; utterance-normalised'

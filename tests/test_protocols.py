@@ -233,3 +233,27 @@ def test_seed_ensemble_averages_each_folds_posteriors():
   b['predictions'][0]['path'] = 'other.wav'
   with pytest.raises(ValueError, match='different utterances'):
     protocols.seed_ensemble(results)
+
+
+def test_transductive_and_leaky_labels_for_either_trainer():
+  from configs import combined_best, svm_features  # pylint: disable=g-import-not-at-top
+  from ser_jax import input_pipeline, results  # pylint: disable=g-import-not-at-top
+  loso = {'protocol': {'name': 'loso'}}
+  transductive = 'loso; speaker-normalised (transductive)'
+  assert results._protocol({**loso, 'speaker_norm': True}) == transductive
+  assert results._protocol({**loso, 'svm': {'speaker_norm': True}}) == transductive
+  assert results._protocol({**loso, 'speaker_norm': False, 'svm': {'speaker_norm': False}}) == 'loso'
+  leaky = 'leaky: variants of test files are trained on'
+  assert leaky in results._protocol(
+      {**loso, 'svm': {'augment': True, 'augment_before_split': True}})
+  assert leaky in results._protocol(
+      {**loso, 'augment': {'offline': {'enabled': True, 'before_split': True}}})
+  assert leaky not in results._protocol(
+      {**loso, 'augment': {'offline': {'enabled': True, 'before_split': False}}})
+  # The same functions on configs as the trainers get them.
+  assert input_pipeline.normalises_by_speaker(combined_best.get_config())
+  assert not input_pipeline.normalises_by_speaker(combined_best.get_config('inductive'))
+  svm = svm_features.get_config()
+  assert not input_pipeline.normalises_by_speaker(svm)
+  svm.svm.speaker_norm = True
+  assert input_pipeline.normalises_by_speaker(svm)
