@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ser_jax import cli
+
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -63,7 +65,7 @@ def speaker_split(speaker_session: Mapping[str, str], protocol) -> dict[str, lis
     if unknown:
       raise ValueError(f'holdout names unknown speakers {sorted(unknown)}')
   else:
-    raise ValueError(f'unknown protocol {name!r}')
+    raise unknown_protocol(name)
   held_out = set(test) | set(validation)
   split = {'train': [s for s in speakers if s not in held_out],
            'validation': list(validation), 'test': list(test)}
@@ -85,6 +87,14 @@ def check_disjoint(split: Mapping[str, Sequence[str]]):
 # Utterance-level protocols of the combined-corpora papers.
 
 SPEAKER_PROTOCOLS = ('loso', 'loso_session', 'holdout')
+PROTOCOLS = SPEAKER_PROTOCOLS + ('stratified_kfold', 'stratified_split', 'group_kfold',
+                                 'group_split', 'cross_corpus')
+
+
+def unknown_protocol(name: str) -> cli.UsageError:
+  """The one-line error for a protocol name no splitter knows (a typo, or a new
+  protocol without its branch here)."""
+  return cli.UsageError(f'protocol.name={name!r} is not a protocol; known: {", ".join(PROTOCOLS)}')
 
 
 def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
@@ -101,7 +111,7 @@ def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   if name in ('holdout', 'stratified_split', 'group_split', 'cross_corpus'):
     return 1
   # A new protocol must say how many folds it has, or folds='all' would run one.
-  raise ValueError(f'unknown protocol {name!r}')
+  raise unknown_protocol(name)
 
 
 def corpus_of(speakers) -> np.ndarray:
@@ -152,7 +162,7 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
     rest, test = _two_way(idx, labels, speakers, f_test, seed, False)
     train, val = _two_way(rest, labels, speakers, f_val / (f_train + f_val), seed, False)
   else:
-    raise ValueError(f'unknown utterance protocol {name!r}')
+    raise unknown_protocol(name)
   return {'train': np.sort(train), 'validation': np.sort(val), 'test': np.sort(test)}
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from configs import common
+from ser_jax import cli
 from ser_jax import input_pipeline
 from ser_jax import splits
 
@@ -39,7 +40,7 @@ def test_every_fold_covers_every_speaker_once_as_test():
 def test_bad_protocols_raise():
   with pytest.raises(ValueError, match='out of range'):
     splits.speaker_split(IEMOCAP_LIKE, _protocol(name='loso', fold=10))
-  with pytest.raises(ValueError, match='unknown protocol'):
+  with pytest.raises(ValueError, match='is not a protocol'):
     splits.speaker_split(IEMOCAP_LIKE, _protocol(name='nope', fold=0))
   with pytest.raises(AssertionError, match='both'):
     splits.speaker_split(IEMOCAP_LIKE, _protocol(
@@ -257,5 +258,9 @@ def test_num_folds_of_every_protocol_and_an_unknown_one_is_refused():
           'holdout': 1, 'stratified_split': 1, 'group_split': 1}
   for name, n in want.items():
     assert splits.num_folds(_protocol(name=name, k=5), speaker_session) == n, name
-  with pytest.raises(ValueError, match="unknown protocol 'grouped_kfold'"):
+  # A typo is a usage error (run.py prints it as one line), naming the known protocols.
+  with pytest.raises(cli.UsageError, match="protocol.name='grouped_kfold' is not a protocol; "
+                     'known: loso, '):
     splits.num_folds(_protocol(name='grouped_kfold', k=5), speaker_session)
+  with pytest.raises(cli.UsageError, match='is not a protocol'):
+    splits.utterance_split(['a', 'b'], ['s', 't'], _protocol(name='grouped_kfold'))
