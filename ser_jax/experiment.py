@@ -33,7 +33,8 @@ def load_corpus(config) -> tuple:
   it once for all their runs. The SVM's own variant: trainers/svm.py."""
   utts, speaker_session = input_pipeline.load_corpus(config.data)
   input_pipeline.check_sample_rate(utts, config.features)
-  if 'svm' not in config and input_pipeline.augments_before_split(config):
+  offline = config.augment.offline if 'augment' in config else None
+  if offline is not None and offline.enabled and offline.before_split:
     utts = input_pipeline.augment_offline(
         utts, config.augment.offline, config.seed, config.features.sample_rate,
         num_workers=os.cpu_count() or 1, what='corpus (before the split)')

@@ -333,24 +333,6 @@ def restrict_to_test_classes(index: dict, labels) -> dict:
   return out
 
 
-def normalises_by_speaker(config) -> bool:
-  """Whether a run z-scores each speaker with that speaker's own audio, test speakers
-  included (transductive), for either trainer (`speaker_norm` or `svm.speaker_norm`);
-  `config` is a ConfigDict or a config.json's dict."""
-  return bool(config.get('speaker_norm') or (config.get('svm') or {}).get('speaker_norm'))
-
-
-def augments_before_split(config) -> bool:
-  """Whether a run's offline augmentation precedes the split, for either trainer
-  (`svm.augment_before_split` or `augment.offline.before_split`); `config` is a
-  ConfigDict or a config.json's dict."""
-  svm = config.get('svm') or {}
-  if svm:
-    return bool(svm.get('augment') and svm.get('augment_before_split'))
-  offline = (config.get('augment') or {}).get('offline') or {}
-  return bool(offline.get('enabled') and offline.get('before_split'))
-
-
 def _augment_one(job) -> list:
   """int16 variants of one waveform (a worker's job: waveform, sr, cfg, seed, index)."""
   y, sr, cfg, seed, index = job

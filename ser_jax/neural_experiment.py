@@ -118,7 +118,7 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   if with_data:
     parts, exp.speakers = experiment_lib.load_split(config, corpus)
     offline = config.augment.offline
-    if offline.enabled and not input_pipeline.augments_before_split(config):
+    if offline.enabled and not offline.before_split:
       # the training split only (before the split: load_split did the whole corpus)
       parts['train'] = input_pipeline.augment_offline(
           parts['train'], offline, config.seed, config.features.sample_rate,

@@ -246,14 +246,15 @@ def write_protocol_report(config, workdir: str, results, summary: dict):
   uf, wf = summary['uar_over_folds'], summary['wa_over_folds']
   ur, wr = summary['uar_over_runs'], summary['wa_over_runs']
   command = ' '.join(shlex.quote(a) for a in sys.argv)
+  labels = trainers.labels(config)
   md = [
       f'# {config.model.name} — {config.protocol.name} on {"+".join(input_pipeline.corpus_names(config.data))}',
       '',
       f'- command: `{command}`',
       f'- protocol: `{config.protocol.name}`, folds {summary["folds"]}, seeds {summary["seeds"]} '
-      + (_TRANSDUCTIVE if input_pipeline.normalises_by_speaker(config) else '')
+      + (_TRANSDUCTIVE if labels['transductive'] else '')
       + (_PER_UTTERANCE if config.get('utterance_norm') else '')
-      + (_LEAKY if input_pipeline.augments_before_split(config) else '') +
+      + (_LEAKY if labels['leaky'] else '') +
       f'({summary["num_runs"]} runs); model selection on validation '
       f'`{config.selection.metric}` only',
       f'- classes: {", ".join(config.data.classes)}; segment posteriors '

@@ -23,6 +23,7 @@ import numpy as np
 
 from ser_jax import input_pipeline
 from ser_jax import protocols
+from ser_jax import trainers
 
 _SHORT = {'neutral': 'neu', 'calm': 'cal', 'happy': 'hap', 'sad': 'sad', 'angry': 'ang',
           'fearful': 'fea', 'disgust': 'dis', 'surprised': 'sur', 'other': 'oth'}
@@ -98,11 +99,12 @@ def _paper(reference: str | None) -> str:
 
 def _protocol(cfg: dict) -> str:
   text = _protocol_name(cfg)
-  if input_pipeline.normalises_by_speaker(cfg):
+  labels = trainers.labels(cfg)
+  if labels['transductive']:
     text += '; speaker-normalised (transductive)'
   if cfg.get('utterance_norm'):
     text += '; utterance-normalised'
-  if input_pipeline.augments_before_split(cfg):
+  if labels['leaky']:
     text += '; augmented before the split (leaky: variants of test files are trained on)'
   rate = (cfg.get('features') or {}).get('sample_rate')
   if rate and int(rate) != 16_000:
@@ -218,7 +220,7 @@ def leak_breakdown(workdir: str) -> dict | None:
   on validation: train and validation; older SVM results say so in
   `svm.refit_on_validation`), else train."""
   cfg = _json(os.path.join(workdir, 'config.json'))
-  if not input_pipeline.augments_before_split(cfg):
+  if not trainers.labels(cfg)['leaky']:
     return None
   runs = [sub for _, sub, _, _ in protocols.finished_runs(workdir)] or [workdir]
   out = {'with': [0, 0], 'without': [0, 0]}

@@ -144,6 +144,16 @@ def test_the_registry_names_a_missing_config_field_and_an_absent_mode():
   assert callable(svm.function('predictor'))
 
 
+def test_every_label_field_a_trainer_declares_is_one_it_reads():
+  # so check_config catches a config without it, and a rename cannot leave a label reading
+  # a field no trainer sets (the run would then never be labelled transductive or leaky).
+  for trainer in trainers._TRAINERS.values():
+    read = set(trainers._SHARED_FIELDS + trainer.fields)
+    declared = {f for label in ('transductive', 'leaky') for group in getattr(trainer, label)
+                for f in group}
+    assert not {f for f in declared if not any(f == r or f.startswith(r + '.') for r in read)}
+
+
 def _readme_floors():
   """{module or package prefix: floor index (0 = base)} as the README's Layout block draws them."""
   text = open(os.path.join(REPO, 'README.md')).read()

@@ -237,7 +237,7 @@ def test_seed_ensemble_averages_each_folds_posteriors():
 
 def test_transductive_and_leaky_labels_for_either_trainer():
   from configs import combined_best, svm_features  # pylint: disable=g-import-not-at-top
-  from ser_jax import input_pipeline, results  # pylint: disable=g-import-not-at-top
+  from ser_jax import results, trainers  # pylint: disable=g-import-not-at-top
   loso = {'protocol': {'name': 'loso'}}
   transductive = 'loso; speaker-normalised (transductive)'
   assert results._protocol({**loso, 'speaker_norm': True}) == transductive
@@ -250,10 +250,19 @@ def test_transductive_and_leaky_labels_for_either_trainer():
       {**loso, 'augment': {'offline': {'enabled': True, 'before_split': True}}})
   assert leaky not in results._protocol(
       {**loso, 'augment': {'offline': {'enabled': True, 'before_split': False}}})
-  # The same functions on configs as the trainers get them.
-  assert input_pipeline.normalises_by_speaker(combined_best.get_config())
-  assert not input_pipeline.normalises_by_speaker(combined_best.get_config('inductive'))
+  # The labels on configs as the trainers get them, from the fields each declares.
+  assert trainers.labels(combined_best.get_config())['transductive']
+  assert trainers.labels(combined_best.get_config('inductive')) == {
+      'transductive': False, 'leaky': False}
   svm = svm_features.get_config()
-  assert not input_pipeline.normalises_by_speaker(svm)
+  assert trainers.labels(svm) == {'transductive': False, 'leaky': False}
   svm.svm.speaker_norm = True
-  assert input_pipeline.normalises_by_speaker(svm)
+  svm.speaker_norm = False   # the neural field: not the SVM's
+  assert trainers.labels(svm)['transductive']
+  svm.svm.speaker_norm = False
+  svm.speaker_norm = True
+  assert not trainers.labels(svm)['transductive']
+  svm.svm.augment = svm.svm.augment_before_split = True
+  assert trainers.labels(svm)['leaky']
+  with pytest.raises(ValueError, match='unknown trainer'):
+    trainers.labels({'trainer': 'nope'})

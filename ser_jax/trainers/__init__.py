@@ -13,6 +13,10 @@ training loop), the functions behind every mode of run.py:
   export(config, workdir, out_dir, checkpoint) -> info              (--mode=export)
 
 A mode a trainer does not offer is None, with the reason in `unavailable`.
+Each entry also declares the config fields whose setting makes a run
+transductive (test speakers' own audio used before testing, e.g. per-speaker
+normalisation) or leaky (variants of test files trained on); `labels(config)`
+reads them for the reports, protocols and `ser_jax.results`.
 Adding a trainer: a module under ser_jax/trainers/ and one entry here.
 """
 from __future__ import annotations
@@ -45,6 +49,10 @@ class Trainer:
   export: str | None = None
   unavailable: str = ''    # why a mode is None
   fields: tuple = ()       # the config fields it reads besides _SHARED_FIELDS
+  # Config fields that, all set (truthy), make a run transductive / leaky: one
+  # tuple of fields per way of being so.
+  transductive: tuple = ()
+  leaky: tuple = ()
 
   def check_config(self, config):
     """Raises ConfigFieldMissing naming the first field this trainer reads that
@@ -83,6 +91,8 @@ _TRAINERS = {
         evaluate='ser_jax.neural_experiment:evaluate_to_folder',
         predictor='ser_jax.neural_experiment:load_predictor',
         export='ser_jax.export:export_saved_model',
+        transductive=(('speaker_norm',),),
+        leaky=(('augment.offline.enabled', 'augment.offline.before_split'),),
         fields=('optimizer', 'learning_rate', 'grad_clip_norm', 'batch_size',
                 'grad_accum_steps', 'num_epochs', 'eval_every_epochs', 'early_stopping',
                 'log_every_steps', 'checkpoint_keep', 'checkpoint_every_steps',
@@ -98,6 +108,8 @@ _TRAINERS = {
         predictor='ser_jax.trainers.svm:load_predictor',
         unavailable='training writes results.json (validation and test) and '
                     'svm_model.joblib; --mode=predict --wav=... uses that model',
+        transductive=(('svm.speaker_norm',),),
+        leaky=(('svm.augment', 'svm.augment_before_split'),),
         fields=tuple(f'svm.{k}' for k in (
             'C', 'kernel', 'gamma', 'c_grid', 'probability', 'class_weight',
             'refit_on_validation', 'augment', 'augmentation', 'cache_dir', 'num_workers',
@@ -105,14 +117,37 @@ _TRAINERS = {
 }
 
 
+def _named(name) -> Trainer:
+  if name not in _TRAINERS:
+    raise ValueError(f'unknown trainer {name!r}; known: {sorted(_TRAINERS)}')
+  return _TRAINERS[name]
+
+
 def get(config) -> Trainer:
   """The trainer `config.trainer` names, after checking the config has its fields."""
   if 'trainer' not in config:
     raise ConfigFieldMissing("config field 'trainer' is missing ('neural' or 'svm'; "
                              'configs/common.py sets it for the neural systems)')
-  name = config.trainer
-  if name not in _TRAINERS:
-    raise ValueError(f'unknown trainer {name!r}; known: {sorted(_TRAINERS)}')
-  trainer = _TRAINERS[name]
+  trainer = _named(config.trainer)
   trainer.check_config(config)
   return trainer
+
+
+def _is_set(config, path: str) -> bool:
+  node = config
+  for key in path.split('.'):
+    if not hasattr(node, 'get'):
+      return False
+    node = node.get(key)
+  return bool(node)
+
+
+def labels(config) -> dict:
+  """{'transductive': bool, 'leaky': bool} of a run, from the fields its trainer
+  declares. `config` is a ConfigDict or a config.json's dict; a field a config
+  lacks counts as unset (a workdir from before the field), and so does a config
+  without `trainer` (from before the registry: 'svm' if it has an svm block)."""
+  trainer = _named(config.get('trainer') or ('svm' if config.get('svm') else 'neural'))
+  return {label: any(all(_is_set(config, f) for f in group)
+                     for group in getattr(trainer, label))
+          for label in ('transductive', 'leaky')}

@@ -271,7 +271,7 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   stats_cache, aug_cache = _cache_root(scfg)
   workers = _num_workers(scfg)
   names = ('train', 'validation', 'test')
-  before_split = input_pipeline.augments_before_split(config)
+  before_split = bool(scfg.augment and scfg.get('augment_before_split', False))
   if scfg.get('augment_before_split', False) and not scfg.augment:
     raise cli.UsageError('svm.augment_before_split=True needs svm.augment=True (it says where '
                            'the augmentation goes: before the split instead of the training files)')
