@@ -70,6 +70,26 @@ def test_train_and_evaluate_writes_results(trained):
   assert results['checkpoint_step'] == best['step']
 
 
+def test_the_evaluated_checkpoint_is_the_best_by_the_selection_mode_not_the_latest(
+    trained, tmp_path):
+  config, workdir, _ = trained
+  val_uar = {h['step']: h['val_uar'] for h in _history(workdir)}
+  exp = neural_experiment.build_experiment(config)
+  picked = {}
+  for mode, sign in (('max', 1), ('min', -1)):
+    cfg = config.copy_and_resolve_references()
+    cfg.selection.mode = mode
+    ckpt = train.make_checkpoints(cfg, workdir)
+    kept = ckpt.all_steps()
+    assert len(kept) >= 2
+    results = train.evaluate_checkpoint(exp, ckpt, str(tmp_path / mode), splits=('validation',))
+    picked[mode] = results['checkpoint_step']
+    # the best kept step by the mode, the earliest among ties
+    assert picked[mode] == max(kept, key=lambda s: (sign * val_uar[s], -s))
+  # With two or more steps kept, one of the two modes picks a step other than the latest.
+  assert set(picked.values()) != {kept[-1]}
+
+
 def test_restart_resumes_from_checkpoint_step(trained, data_dir):
   config, workdir, results = trained
   last = _history(workdir)[-1]['step']
@@ -96,15 +116,28 @@ def test_normalisation_statistics_are_checkpointed(trained):
 
 def test_nonfinite_loss_keeps_parameters(trained):
   config, _, _ = trained
+  config = config.copy_and_resolve_references()
+  config.ema_decay = 0.9   # so the moving average is guarded too
   exp = neural_experiment.build_experiment(config)
   state = neural_experiment.create_train_state(exp, jax.random.key(0))
+  norm = jax.device_get(state.norm)
   state = state.replace(norm={'mean': state.norm['mean'],
                               'std': state.norm['std'] * jnp.nan})
-  before = jax.device_get(state.params)
+  before = jax.device_get((state.params, state.opt_state, state.ema))
   batch = next(input_pipeline.train_batches(exp.segments['train'], config.batch_size, 0))
-  state, metrics = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
+  step = train.make_train_step(exp)
+  state, metrics = step(state, sharding.shard_batch(batch, exp.mesh))
   assert bool(metrics['nonfinite'])
-  jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(state.params))
+  # Parameters, the optimiser's moments and the average are all kept as they were.
+  jax.tree.map(np.testing.assert_array_equal, before,
+               jax.device_get((state.params, state.opt_state, state.ema)))
+  # and the next good step trains from them: everything finite and moved.
+  state, metrics = step(state.replace(norm=norm), sharding.shard_batch(batch, exp.mesh))
+  assert not bool(metrics['nonfinite'])
+  after = jax.device_get((state.params, state.opt_state, state.ema))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(after))
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(before[0]), jax.tree.leaves(after[0])))
 
 
 def test_predict_files_and_bad_input(trained, tmp_path):
@@ -318,18 +351,23 @@ def test_evaluate_mode_writes_beside_the_training_results(trained, tmp_path):
 def test_a_run_computes_the_front_end_once_for_train_and_validation(data_dir, tmp_path,
                                                                       monkeypatch):
   cached = []
-  real = train.cache_features
+  real, real_batches = train.cache_features, input_pipeline.train_batches
 
   def spy(exp, seg):
     out = real(exp, seg)
     cached.append(len(out.feats))
     return out
 
+  def batches(seg, *args, **kwargs):   # training reads the cached features, not audio
+    assert seg.feats is not None
+    return real_batches(seg, *args, **kwargs)
+
   monkeypatch.setattr(train, 'cache_features', spy)
-  config = tiny_config(data_dir, num_epochs=1)
+  monkeypatch.setattr(input_pipeline, 'train_batches', batches)
+  config = tiny_config(data_dir, num_epochs=2)
   assert config.feature_cache
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert len(cached) == 2 and all(n > 0 for n in cached)     # train and validation
+  assert len(cached) == 2 and all(n > 0 for n in cached)     # train and validation, once
   assert results['test']['num_examples'] > 0                 # test: from audio, as before
 
 
