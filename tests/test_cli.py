@@ -94,3 +94,18 @@ def test_an_offline_variant_can_be_dropped_from_the_command_line(tmp_path):
        '--config.augment.offline.speed_rates=(0.9,1.1)',
        f'--workdir={tmp_path}', '--mode=evaluate'], capture_output=True, text=True)
   assert out.returncode != 0 and 'no checkpoints' in out.stderr + out.stdout
+  # What those flags make of the config, parsed as run.py parses them.
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from ser_jax import augment  # pylint: disable=g-import-not-at-top
+  argv = ['run.py', f'--config={os.path.join(REPO, "configs/cnn2d_bilstm.py")}:tiny',
+          '--config.augment.offline.stretch_rate=None', '--config.augment.offline.pitch_steps=0.5',
+          '--config.augment.offline.speed_rates=(0.9,1.1)']
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=fv, sys_argv=argv)
+  fv(argv)
+  offline = fv.config.augment.offline
+  assert offline.stretch_rate is None and offline.pitch_steps == 0.5
+  assert tuple(offline.speed_rates) == (0.9, 1.1)
+  assert 'stretch' not in ' '.join(augment.offline_variants(offline))
+  assert augment.offline_variants(offline)[-2:] == ['speed0.9', 'speed1.1']

@@ -125,6 +125,18 @@ def test_lstm_equals_flax_rnn_with_seq_lengths(bidirectional):
                              rtol=1e-6, atol=1e-6)
 
 
+def scan_eqns(jaxpr):
+  """Every scan in a jaxpr, nested ones (jit, custom_vjp, scan bodies) included."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'scan':
+      yield eqn
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          yield from scan_eqns(inner)
+
+
 def test_lstm_bfloat16_keeps_state_in_float32():
   x = jnp.ones((2, 4, 3), jnp.bfloat16)
   lstm = layers.LSTM(5, bidirectional=True, dtype=jnp.bfloat16)
@@ -132,3 +144,10 @@ def test_lstm_bfloat16_keeps_state_in_float32():
   y, last = lstm.apply(params, x, jnp.array([4, 2]))
   assert y.dtype == jnp.bfloat16 and last.shape == (2, 10)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  # The recurrence itself: every scan's carry (h, c) is float32, forward and backward.
+  loss = lambda p: lstm.apply(p, x, jnp.array([4, 2]))[1].astype(jnp.float32).sum()  # noqa: E731
+  found = list(scan_eqns(jax.make_jaxpr(jax.grad(loss))(params).jaxpr))
+  assert len(found) >= 2   # the forward recurrence and its hand-written gradient
+  for eqn in found:
+    carry = eqn.outvars[:eqn.params['num_carry']]
+    assert carry and all(v.aval.dtype == jnp.float32 for v in carry), eqn

@@ -36,8 +36,14 @@ def test_bfloat16_compute_trains(data_dir):
   state = neural_experiment.create_train_state(exp, jax.random.key(0))
   assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
   state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
-  batch = next(input_pipeline.train_batches(exp.segments['train'], 8, 0))
-  state, m = train.make_train_step(exp)(state, sharding.shard_batch(batch, exp.mesh))
+  batch = sharding.shard_batch(next(input_pipeline.train_batches(exp.segments['train'], 8, 0)),
+                               exp.mesh)
+  step = train.make_train_step(exp)
+  # The model computes in bfloat16 (a float32 config's step has none).
+  assert 'bf16' in step.lower(state, batch).as_text()
+  fp32 = neural_experiment.build_experiment(_tiny(data_dir))
+  assert 'bf16' not in train.make_train_step(fp32).lower(state, batch).as_text()
+  state, m = step(state, batch)
   assert np.isfinite(float(m['loss'])) and not bool(m['nonfinite'])
 
 

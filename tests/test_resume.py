@@ -23,6 +23,7 @@ from ser_jax import neural_experiment
 from ser_jax import sharding
 from ser_jax.trainers import neural as train
 import test_checkpoints  # tests/ is on sys.path (pytest rootdir import)
+import test_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 12  # tiny corpus: 6 steps an epoch; the SIGKILL test stops it at step 30 or so
@@ -226,7 +227,7 @@ def _tiny(data_dir, **kw):
 
 
 def test_gradient_accumulation_equals_full_batch(data_dir):
-  results = {}
+  results, scans = {}, {}
   for k in (1, 2, 4):
     # SGD keeps parameters a linear function of the gradients (Adam's
     # normalisation would amplify float noise on near-zero gradients).
@@ -236,12 +237,18 @@ def test_gradient_accumulation_equals_full_batch(data_dir):
     state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
     step = train.make_train_step(exp)
     batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
+    first = sharding.shard_batch(next(input_pipeline.train_batches(exp.segments['train'], 8, 0)),
+                                 exp.mesh)
+    # k > 1 runs the micro-batches in one more scan, of length k (so the step did split).
+    scans[k] = [e.params['length'] for e in
+                test_layers.scan_eqns(jax.make_jaxpr(step)(state, first).jaxpr)]
     losses = []
     for _ in range(3):
       state, m = step(state, sharding.shard_batch(next(batches), exp.mesh))
       losses.append(float(m['loss']))
     results[k] = (losses, jax.device_get(state.params))
   for k in (2, 4):
+    assert len(scans[k]) == len(scans[1]) + 1 and scans[k].count(k) == scans[1].count(k) + 1
     np.testing.assert_allclose(results[k][0], results[1][0], rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                  results[k][1], results[1][1])
