@@ -333,6 +333,10 @@ def restrict_to_test_classes(index: dict, labels) -> dict:
   return out
 
 
+# Fewer files than this are augmented in this process: starting workers costs more.
+_MIN_PARALLEL_AUGMENT = 16
+
+
 def _augment_one(job) -> list:
   """int16 variants of one waveform (a worker's job: waveform, sr, cfg, seed, index)."""
   y, sr, cfg, seed, index = job
@@ -354,7 +358,7 @@ def augment_offline(utts: Utterances, cfg, seed: int, sample_rate: int,
   cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg or {})
   jobs = [(y, int(sample_rate), cfg, int(seed), i) for i, y in enumerate(utts.audio)]
   per_file = svm_features.cached_map(_augment_one, jobs, [None] * len(jobs),
-                                     max(1, int(num_workers)), 16,
+                                     max(1, int(num_workers)), _MIN_PARALLEL_AUGMENT,
                                      what=f'offline augmentation of {what} files')
   audio = [z for variants in per_file for z in variants]
   k = len(names)

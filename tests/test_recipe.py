@@ -111,15 +111,28 @@ def test_offline_augmentation_before_the_split_leaks_only_under_an_utterance_spl
   assert results_lib._protocol(cfg).endswith('; SVM on unscaled statistics; gamma=auto')
 
 
-def test_offline_augmentation_in_worker_processes_equals_one_process():
+def test_offline_augmentation_in_worker_processes_equals_one_process(monkeypatch):
+  import joblib  # pylint: disable=g-import-not-at-top
+  pools = []
+
+  class Recording(joblib.Parallel):
+    def __init__(self, *args, **kwargs):
+      pools.append(kwargs.get('n_jobs'))
+      super().__init__(*args, **kwargs)
+
+  monkeypatch.setattr(joblib, 'Parallel', Recording)
+  monkeypatch.setattr(input_pipeline, '_MIN_PARALLEL_AUGMENT', 4)
   rng = np.random.default_rng(0)
-  waves = [(rng.normal(size=3200) * 3000).astype(np.int16) for _ in range(17)]
-  utts = input_pipeline.Utterances(waves, np.zeros(17, np.int32), np.zeros(17, np.int32),
-                                   np.array(['s'] * 17), np.array([f'f{i}' for i in range(17)]))
+  n = 6
+  waves = [(rng.normal(size=3200) * 3000).astype(np.int16) for _ in range(n)]
+  utts = input_pipeline.Utterances(waves, np.zeros(n, np.int32), np.zeros(n, np.int32),
+                                   np.array(['s'] * n), np.array([f'f{i}' for i in range(n)]))
   cfg = dict(noise_amplitude=0.035, stretch_rate=0.8, pitch_steps=None)
   one = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=1)
+  assert pools == []                       # one process
   two = input_pipeline.augment_offline(utts, cfg, 5, 16000, num_workers=2)
-  assert len(one.audio) == 3 * 17 and list(one.paths) == list(two.paths)
+  assert pools == [2]                      # two worker processes
+  assert len(one.audio) == 3 * n and list(one.paths) == list(two.paths)
   for a, b in zip(one.audio, two.audio):
     np.testing.assert_array_equal(a, b)
 

@@ -1,4 +1,5 @@
 """End-to-end training on the tiny synthetic corpus: train, resume, evaluate, predict."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -178,7 +179,8 @@ def test_predict_files_and_bad_input(trained, tmp_path):
                     'input is zero padding']
 
 
-def test_predict_batches_across_files_with_the_answers_of_one_at_a_time(trained, tmp_path):
+def test_predict_batches_across_files_with_the_answers_of_one_at_a_time(trained, tmp_path,
+                                                                         monkeypatch):
   """A folder is predicted files_per_call files at a time, their segments sharing
   batches (and a bad file among them); each answer is the one the file gets alone."""
   config, workdir, _ = trained
@@ -190,12 +192,23 @@ def test_predict_batches_across_files_with_the_answers_of_one_at_a_time(trained,
     paths.append(path)
   (tmp_path / 'bad.wav').write_bytes(b'not audio')
   paths.insert(4, str(tmp_path / 'bad.wav'))
+  real_load = predict.load_predictor
   for gender in (None, 'male'):
-    predictor = predict.load_predictor(config, workdir, None, gender)
+    predictor = real_load(config, workdir, None, gender)
     if gender is None:   # both gender inputs: several calls, one with the bad file
       assert predictor.files_per_call < len(paths) - 1
+    sizes = []   # files per call of the predictor predict_files uses
+
+    def recording(*args, sizes=sizes):
+      p = real_load(*args)
+      return dataclasses.replace(p, many=lambda audios: sizes.append(len(audios)) or p.many(audios))
+
+    monkeypatch.setattr(predict, 'load_predictor', recording)
     out = list(predict.predict_files(config, workdir, paths, gender))
+    monkeypatch.setattr(predict, 'load_predictor', real_load)
     assert [r['path'] for r in out] == paths and 'error' in out[4]
+    assert sum(sizes) == len(paths) - 1 and max(sizes) > 1
+    assert len(sizes) == -(-len(paths) // predictor.files_per_call)
     for path, r in zip(paths, out):
       if 'error' in r:
         continue
@@ -265,7 +278,6 @@ def test_eight_devices_match_one(data_dir, trained):
 _LOAD_SAVED_MODEL = r'''
 import json, sys
 import numpy as np, soundfile as sf, tensorflow as tf
-assert 'ser_jax' not in sys.modules  # (TF may import jax for Keras; the graph needs neither)
 model = tf.saved_model.load(sys.argv[1])
 wave, sr = sf.read(sys.argv[2], dtype='float32')
 out = model.signatures['serving_default'](waveform=tf.constant(wave), gender=tf.constant(-1))
@@ -275,6 +287,8 @@ try:
   empty = 'answered'
 except tf.errors.InvalidArgumentError as e:
   empty = e.message
+# Loaded and answered without the training code (TF may import jax for Keras).
+assert not {m.split('.')[0] for m in sys.modules} & {'ser_jax', 'flax', 'optax'}
 print(json.dumps({'probabilities': dict(zip(names, out['probabilities'].numpy().tolist())),
                   'segments': int(out['segments']), 'empty': empty}))
 '''

@@ -483,7 +483,7 @@ def test_svm_speaker_norm_zscores_each_speaker_and_predict_refuses(tiny_corpus, 
     svm.load_predictor(config, str(tmp_path / 'run'))
 
 
-def test_svm_augmented_statistics_are_deterministic_and_cached(tmp_path):
+def test_svm_augmented_statistics_are_deterministic_and_cached(tmp_path, monkeypatch):
   rng = np.random.default_rng(0)
   waves = [(rng.normal(size=16000) * 3000).astype(np.int16) for _ in range(2)]
   params = dict(offset_seconds=0.0, duration_seconds=1.0)
@@ -495,3 +495,15 @@ def test_svm_augmented_statistics_are_deterministic_and_cached(tmp_path):
   np.testing.assert_allclose(a[0], b[0], rtol=1e-5)
   c = svm.augmented_features(waves[::-1], 16000, aug, 0, params, cache_dir=None)
   np.testing.assert_allclose(a[0], c[1], rtol=1e-5)   # independent of the file's position
+  # A second call reads the cache: nothing is computed.
+  monkeypatch.setattr(svm, '_augmented_vectors', lambda job: 1 / 0)
+  cached = svm.augmented_features(waves, 16000, aug, 0, params, cache_dir=tmp_path)
+  np.testing.assert_array_equal(cached[0], a[0])
+  monkeypatch.undo()
+  # Another seed or another augmentation is another entry, not the cached one.
+  d = svm.augmented_features(waves, 16000, aug, 1, params, cache_dir=tmp_path)
+  e = svm.augmented_features(waves, 16000, {**aug, 'stretch_rate': 1.2}, 0, params,
+                             cache_dir=tmp_path)
+  assert len(list(tmp_path.rglob('*.npy'))) == 6
+  assert not np.allclose(d[0][0], a[0][0]) and np.allclose(d[0][1:], a[0][1:], rtol=1e-5)
+  assert not np.allclose(e[0][1], a[0][1])
