@@ -5,10 +5,11 @@ Every setting was chosen on validation speakers only. Over the 5 folds it gives
 test UAR 69.6 ± 2.5 % and WA 65.3 ± 4.1 % (AMD EPYC, 2 cores, 25.9–30.2 min a
 fold with other work on the machine at times; docs/results.md, row 54: without
 mixup, adopted by a rule written before the run, mean validation UAR 66.03 > 65.72 %
-with it, row 52: test UAR 69.0 ± 2.7 %, WA 64.6 ± 4.1 %, 20.8–27.8 min a fold alone;
+with it, row 52: test UAR 69.0 ± 2.7 %, WA 64.6 ± 4.1 %, 20.8–27.8 min a fold, folds
+1–4 alone;
 row 52's one 3 s segment per 3 s of audio was adopted the same way, 65.72 > 64.90 %
-with a 1.5 s hop, row 46; row 46's speed copies 64.90 > 62.92 %; without them, row
-13: test UAR 65.7 ± 2.4 %, WA 62.0 ± 3.2 %), transductive since it uses per-speaker
+with a 1.5 s hop, row 46; row 46's speed copies 64.90 > 62.92 %; without them (v2, with mixup and the
+1.5 s hop), row 13: test UAR 65.7 ± 2.4 %, WA 62.0 ± 3.2 %), transductive since it uses per-speaker
 normalisation (without it, inductive: test UAR 61.5 ± 0.8 %, WA 56.7 ± 4.1 % over
 the 5 folds; docs/results.md, row 17). Removing class balance lowered the mean
 validation UAR (61.52 %, row 45), so that stays; removing SpecAugment lowered it
