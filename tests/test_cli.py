@@ -109,3 +109,30 @@ def test_an_offline_variant_can_be_dropped_from_the_command_line(tmp_path):
   assert tuple(offline.speed_rates) == (0.9, 1.1)
   assert 'stretch' not in ' '.join(augment.offline_variants(offline))
   assert augment.offline_variants(offline)[-2:] == ['speed0.9', 'speed1.1']
+
+
+def test_every_command_of_the_results_table_parses_with_todays_configs():
+  """docs/results.md gives each row's command: each must still name real configs and
+  fields, with values of the fields' types (as run.py parses them), so a renamed
+  field or config cannot leave a row that no longer runs."""
+  import re  # pylint: disable=g-import-not-at-top
+  import shlex  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  text = open(os.path.join(REPO, 'docs', 'results.md')).read()
+  commands = re.findall(r'^(\d+)\. `(python run\.py [^`]+)`', text, re.M)
+  assert [int(n) for n, _ in commands] == list(range(1, len(commands) + 1))
+  table = text.split('\n| `configs/', 1)[1].split('\n\n', 1)[0]   # the table: one row a command
+  assert len(commands) == table.count('\n| `configs/') + 1 > 50
+  for n, command in commands:
+    argv = ['run.py'] + [a.replace('--config=configs/', f'--config={REPO}/configs/')
+                         for a in shlex.split(command)[2:]]
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file('config', flag_values=fv, sys_argv=argv)
+    for name in ('workdir', 'mode'):
+      flags.DEFINE_string(name, None, '', flag_values=fv)
+    try:
+      fv(argv)
+    except Exception as e:  # pylint: disable=broad-except
+      pytest.fail(f'command {n} of docs/results.md does not parse: {e}')
+    assert fv.workdir, n
