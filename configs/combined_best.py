@@ -35,9 +35,10 @@ stays zero-padded. The parts, each a config field of the neural trainer:
 - two speed-perturbed copies of every training file (0.9× and 1.1×), 12 epochs
   with patience 4;
 - model selection and early stopping on validation UAR;
-- an exponential moving average of the weights (`ema_decay=0.999`: a time
-  constant of about 1,000 steps, which was 3 epochs of v2 and is about one epoch,
-  three passes over the files, with the speed copies), which is what is evaluated and selected: on fold 0's validation
+- an exponential moving average of the weights (`ema_decay=0.999`, with the
+  default warm-up `ema_warmup=10`: until update 8,990 the average spans about the
+  last t / 9 of the t updates so far, 1,000 updates after), which is what is
+  evaluated and selected: on fold 0's validation
   speakers the best UAR rose from 64.3 to 64.7 % and the epoch-to-epoch curve
   steadied (docs/results.md).
 

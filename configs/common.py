@@ -117,6 +117,10 @@ def base() -> ml_collections.ConfigDict:
   c.class_balance = False         # True: loss weights N / (K n_c) per training class
   c.mixup_alpha = 0.0             # > 0: mixup of features and labels, lam ~ Beta(a, a)
   c.ema_decay = 0.0               # > 0: evaluate/select/predict with an EMA of the params
+  # The EMA's warm-up: r = min(ema_decay, (1 + t) / (ema_warmup + t)) at update t, so
+  # until r reaches ema_decay the average spans about t / (ema_warmup - 1) updates
+  # (10: TensorFlow's ExponentialMovingAverage; smaller: a longer horizon).
+  c.ema_warmup = 10.0
   return c
 
 

@@ -54,7 +54,7 @@ _INFERENCE_FIELDS = {
 # that reproduces what those workdirs did: absent in a config.json equals this.
 ADDED_FIELDS = {
     'speaker_norm': False, 'utterance_norm': False, 'class_balance': False,
-    'mixup_alpha': 0.0, 'ema_decay': 0.0,
+    'mixup_alpha': 0.0, 'ema_decay': 0.0, 'ema_warmup': 10.0,
     'svm.speaker_norm': False, 'svm.augment_before_split': False, 'svm.scaler': 'standard',
     'augment.offline.before_split': False, 'augment.offline.speed_rates': None,
     'features.max_segments': 0, 'features.last_segment_at_end': False,

@@ -406,10 +406,10 @@ def test_speaker_norm_keeps_speed_perturbed_copies_apart(data_dir):
 
 def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_path):
   """ema_decay: the state's average obeys ema ← r·ema + (1 − r)·params with
-  r = min(d, (1 + t) / (10 + t)); the eval step applies it, not the raw params;
-  a run's checkpoints keep it and its results are the average's."""
-  decay = 0.8
-  exp = neural_experiment.build_experiment(_tiny(data_dir, ema_decay=decay))
+  r = min(d, (1 + t) / (w + t)), w = ema_warmup; the eval step applies it, not the
+  raw params; a run's checkpoints keep it and its results are the average's."""
+  decay, warmup = 0.8, 4.0   # r = 0.25, 0.4, 0.5, 0.57: the warm-up's, not the default's
+  exp = neural_experiment.build_experiment(_tiny(data_dir, ema_decay=decay, ema_warmup=warmup))
   state = neural_experiment.create_train_state(exp, jax.random.key(0))
   state = state.replace(norm=train.compute_norm_stats(exp, exp.segments['train']))
   _assert_trees_equal(state.ema, state.params)
@@ -418,7 +418,7 @@ def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_pa
   batches = input_pipeline.train_batches(exp.segments['train'], 8, 0)
   for t in range(4):
     state, _ = step(state, sharding.shard_batch(next(batches), exp.mesh))
-    r = min(decay, (1 + t) / (10 + t))
+    r = min(decay, (1 + t) / (warmup + t))
     expected = jax.tree.map(lambda e, p: r * e + (1 - r) * p, expected,
                             jax.device_get(state.params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
@@ -440,3 +440,6 @@ def test_ema_follows_the_parameters_and_is_what_evaluation_uses(data_dir, tmp_pa
   assert best == results['checkpoint_step'] and restored.ema is not None
   again = neural_experiment.evaluate_splits(exp, restored, ('test',))['test']
   assert again['uar'] == results['test']['uar'] and again['wa'] == results['test']['wa']
+  with pytest.raises(ValueError, match='ema_warmup=1.0 must be above 1'):
+    train.make_train_step(
+        neural_experiment.build_experiment(_tiny(data_dir, ema_decay=decay, ema_warmup=1.0)))

@@ -97,7 +97,7 @@ _TRAINERS = {
                 'grad_accum_steps', 'num_epochs', 'eval_every_epochs', 'early_stopping',
                 'log_every_steps', 'checkpoint_keep', 'checkpoint_every_steps',
                 'feature_cache', 'speaker_norm', 'utterance_norm', 'class_balance',
-                'mixup_alpha', 'ema_decay',
+                'mixup_alpha', 'ema_decay', 'ema_warmup',
                 'augment.waveform', 'augment.features',
                 'augment.offline.enabled', 'augment.offline.before_split',
                 'features.segment_seconds',

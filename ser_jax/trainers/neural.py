@@ -93,9 +93,12 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
 
   With `config.ema_decay` = d > 0 the state also keeps an exponential moving
   average of the parameters, ema ← r·ema + (1 − r)·params after each update
-  with r = min(d, (1 + t) / (10 + t)) at update t (the warm-up of TensorFlow's
-  ExponentialMovingAverage, so the average does not remember the
-  initialisation); evaluation, checkpoint selection, predict and export use it.
+  with r = min(d, (1 + t) / (w + t)) at update t, w = `config.ema_warmup` (10:
+  the warm-up of TensorFlow's ExponentialMovingAverage, so the average does not
+  remember the initialisation). Until r reaches d, at t = (d·w − 1) / (1 − d)
+  (8,990 updates for d = 0.999, w = 10), the average spans about t / (w − 1)
+  updates, whatever d is; evaluation, checkpoint selection, predict and export
+  use it.
   """
   k = _accum_steps(exp)
   micro_sharding = jax.sharding.NamedSharding(
@@ -103,6 +106,10 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
 
   alpha = float(exp.config.mixup_alpha)
   ema_decay = float(exp.config.ema_decay)
+  ema_warmup = float(exp.config.ema_warmup)
+  if ema_decay > 0 and ema_warmup <= 1:
+    raise ValueError(f'ema_warmup={ema_warmup} must be above 1 (r = (1 + t) / (ema_warmup + t) '
+                     'must start below 1, or the average keeps the initial weights)')
   cw = None if loss_weights is None else jnp.asarray(loss_weights, jnp.float32)
 
   def loss_sum(params, feats, mask, gender, labels, weight, loss_weight, mixed, rng):
@@ -166,7 +173,7 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
                               opt_state=keep(opt_state, state.opt_state))
     if ema_decay > 0:
       t = state.step.astype(jnp.float32)
-      r = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+      r = jnp.minimum(ema_decay, (1.0 + t) / (ema_warmup + t))
       ema = jax.tree.map(lambda e, p: r * e + (1.0 - r) * p, state.ema, new_state.params)
       new_state = new_state.replace(ema=keep(ema, state.ema))
     metrics = {'loss': loss, 'accuracy': correct / total, 'grad_norm': grad_norm,
