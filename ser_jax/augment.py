@@ -65,6 +65,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ser_jax import cli
+
 Array = jax.Array
 
 WAVEFORM_DEFAULTS = dict(
@@ -151,7 +153,7 @@ def time_shift(rng: Array, audio: Array, lengths: Optional[Array], max_shift: in
     ok = valid & (src >= 0) & (src < lengths[:, None])
     src = jnp.clip(src, 0, n - 1)
   else:
-    raise ValueError(f"shift_mode must be 'roll' or 'zero', got {mode!r}")
+    raise cli.UsageError(f"shift_mode must be 'roll' or 'zero', got {mode!r}")
   out = jnp.take_along_axis(audio, src, axis=1)
   return jnp.where(ok, out, jnp.zeros((), audio.dtype))
 
@@ -168,7 +170,7 @@ def _white(rng: Array, shape, distribution: str) -> Array:
     return jax.random.normal(rng, shape, jnp.float32)
   if distribution == 'uniform':
     return jax.random.uniform(rng, shape, jnp.float32, -1.0, 1.0)
-  raise ValueError(f"noise_distribution must be 'normal' or 'uniform', got {distribution!r}")
+  raise cli.UsageError(f"noise_distribution must be 'normal' or 'uniform', got {distribution!r}")
 
 
 def add_noise_amplitude(rng: Array, audio: Array, lengths: Optional[Array],
@@ -224,7 +226,7 @@ def augment_waveform(rng: Array, audio: Array, lengths: Optional[Array], cfg) ->
   if audio.ndim != 2:
     raise ValueError(f'audio must be [B, N], got {audio.shape}')
   if g('noise_amplitude') is not None and g('noise_snr_db') is not None:
-    raise ValueError('set noise_amplitude or noise_snr_db, not both')
+    raise cli.UsageError('set noise_amplitude or noise_snr_db, not both')
   b = audio.shape[0]
   k_shift, k_gain, k_noise = jax.random.split(rng, 3)
 
@@ -325,7 +327,7 @@ def offline_variants(cfg=None) -> list[str]:
   g = lambda k: _get(cfg, k, OFFLINE_DEFAULTS)  # noqa: E731
   for k in ('noise_amplitude', 'stretch_rate', 'pitch_steps'):   # None drops the variant
     if g(k) is not None and (isinstance(g(k), bool) or not isinstance(g(k), (int, float))):
-      raise ValueError(f'augment offline {k} must be a number or None, got {g(k)!r}')
+      raise cli.UsageError(f'augment offline {k} must be a number or None, got {g(k)!r}')
   names = []
   if g('include_original'):
     names.append('original')
@@ -341,8 +343,8 @@ def offline_variants(cfg=None) -> list[str]:
     if (isinstance(rates, (str, bytes)) or not hasattr(rates, '__iter__') or not list(rates)
         or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r != 1
                for r in rates)):
-      raise ValueError('augment offline speed_rates must be None or positive numbers '
-                       f'other than 1, e.g. (0.9, 1.1); got {rates!r}')
+      raise cli.UsageError('augment offline speed_rates must be None or positive numbers '
+                           f'other than 1, e.g. (0.9, 1.1); got {rates!r}')
     names.extend(speed_variant(r) for r in rates)
   return names
 

@@ -36,6 +36,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ser_jax import cli
+
 QUARANTINE = 'quarantine'
 COMMIT_MARKER = 'commit_success.txt'   # Orbax writes it last, in every step and item
 _TMP_RE = re.compile(r'^(\d+)\.orbax-checkpoint-tmp')
@@ -204,7 +206,7 @@ class Checkpoints:
   def __init__(self, directory: str, *, metric: str, mode: str, keep: int = 2,
                async_save: bool = True, repair: bool = False):
     if mode not in ('min', 'max'):
-      raise ValueError(f'mode must be min or max, not {mode!r}')
+      raise cli.UsageError(f'mode must be min or max, not {mode!r}')
     self.metric, self.mode = metric, mode
     sign = 1.0 if mode == 'max' else -1.0
     score = lambda m: sign * m[metric]

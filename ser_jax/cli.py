@@ -137,7 +137,10 @@ def config_error(argv: Sequence[str]) -> str | None:
 
 
 class UsageError(ValueError):
-  """A command-line mistake: run.py prints it as one line and exits with 2."""
+  """A mistake in the command line or in a config's values (an unknown model, a fold
+  out of range, a batch the devices cannot split): run.py prints it as one line and
+  exits with 2. The modules that read a config field raise it where they judge the
+  value; a plain ValueError is left for what is not the user's to fix."""
 
 
 class ModeNotAvailable(ValueError):

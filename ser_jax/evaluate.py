@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from ser_jax import cli
 from ser_jax import input_pipeline
 from ser_jax import metrics as metrics_lib
 from ser_jax import sharding
@@ -30,7 +31,7 @@ def aggregate(probs: np.ndarray, utterance: np.ndarray, num_utterances: int,
     np.add.at(out, utterance, probs)
     out /= np.bincount(utterance, minlength=num_utterances)[:, None]
   else:
-    raise ValueError(f'unknown aggregation {method!r}')
+    raise cli.UsageError(f'unknown aggregation {method!r}')
   if not np.isfinite(out).all():
     raise ValueError('an utterance has no segment')
   return out

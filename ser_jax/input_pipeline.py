@@ -19,6 +19,7 @@ from typing import Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from ser_jax import cli
 from ser_jax import augment
 from ser_jax import splits as splits_lib
 
@@ -182,7 +183,7 @@ def _selected(ex, emotion: str, data_cfg) -> str | None:
     return f'label {raw}'
   for field, wanted in data_cfg.where.items():
     if field not in ex:
-      raise ValueError(f'data.where names {field!r}, which this corpus does not have')
+      raise cli.UsageError(f'data.where names {field!r}, which this corpus does not have')
     value = ex[field]
     value = value.decode() if isinstance(value, bytes) else value
     if value != wanted:
@@ -248,8 +249,8 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
   class_index = {c: i for i, c in enumerate(data_cfg.classes)}
   unknown = set(class_index) - set(emotion_names)
   if unknown:
-    raise ValueError(f'classes {sorted(unknown)} are not emotions of '
-                     f'{builder.name}: {emotion_names}')
+    raise cli.UsageError(f'classes {sorted(unknown)} are not emotions of '
+                         f'{builder.name}: {emotion_names}')
   if tuple(gender_names) != ('female', 'male'):
     raise ValueError(f'unexpected gender names {gender_names}')
 
@@ -274,7 +275,7 @@ def _load_one(data_cfg) -> tuple[Utterances, dict[str, str]]:
   logging.info('Corpus %s: %d utterances of %d speakers read in %.1fs%s', tfds_name(data_cfg),
                len(audio), len(set(speakers)), time.time() - t0, left_out)
   if not audio:
-    raise ValueError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
+    raise cli.UsageError(f'{builder.name}: no utterance of classes {list(data_cfg.classes)}')
   order = np.argsort(np.asarray(paths), kind='stable')  # deterministic order
   utts = Utterances(audio, np.asarray(labels, np.int32), np.asarray(genders, np.int32),
                     np.asarray(speakers), np.asarray(paths), common.sample_rate_of(builder))
@@ -285,7 +286,7 @@ def check_sample_rate(utts: Utterances, features_cfg) -> None:
   """A clear error when the corpus's audio rate is not the front end's."""
   want = int(features_cfg.get('sample_rate', 16_000))
   if int(utts.sample_rate) != want:
-    raise ValueError(
+    raise cli.UsageError(
         f'the corpus audio is at {utts.sample_rate} Hz but features.sample_rate is '
         f'{want}: pass --config.features.sample_rate={utts.sample_rate}, or build and '
         f'select the corpus at {want} Hz (--config.data.builder_config)')
@@ -311,8 +312,8 @@ def split_corpus(utts: Utterances, speaker_session: Mapping[str, str],
     speaker_sets = {name: sorted(set(map(str, part.speakers))) for name, part in out.items()}
   for name, part in out.items():
     if not len(part):
-      raise ValueError(f'split {name!r} (speakers {speaker_sets[name]}) has no '
-                       'utterance of the configured classes')
+      raise cli.UsageError(f'split {name!r} (speakers {speaker_sets[name]}) has no '
+                           'utterance of the configured classes')
   return out, speaker_sets
 
 
@@ -397,7 +398,7 @@ def segment(utts: Utterances, segment_samples: int, hop_samples: int,
   the first ones (1: the first 3 s of every file, as Sen et al. and Gomes et al. do).
   """
   if segment_samples <= 0 or hop_samples <= 0:
-    raise ValueError('segment and hop lengths must be positive')
+    raise cli.UsageError('segment and hop lengths must be positive')
   counts = [segment_count(len(a), segment_samples, hop_samples) for a in utts.audio]
   if max_segments > 0:
     counts = [min(c, int(max_segments)) for c in counts]

@@ -15,6 +15,7 @@ import time
 
 import jax
 
+from ser_jax import cli
 from ser_jax import workdir as workdir_lib
 
 
@@ -112,7 +113,7 @@ class EarlyStopping:
     self.patience = int(cfg.get('patience', 0)) if cfg else 0
     self.min_delta = float(cfg.get('min_delta', 0.0)) if cfg else 0.0
     if self.mode not in ('min', 'max'):
-      raise ValueError(f'early_stopping.mode must be min or max, not {self.mode!r}')
+      raise cli.UsageError(f'early_stopping.mode must be min or max, not {self.mode!r}')
     self.best = None
     self.bad = 0
     for r in records:

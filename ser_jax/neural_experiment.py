@@ -77,7 +77,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
   """The optimiser (its state is part of a checkpoint, so inference builds it too)."""
   name = config.optimizer
   if name not in _OPTIMIZERS:
-    raise ValueError(f'unknown optimizer {name!r}; known: {sorted(_OPTIMIZERS)}')
+    raise cli.UsageError(f'unknown optimizer {name!r}; known: {sorted(_OPTIMIZERS)}')
   tx = _OPTIMIZERS[name](config.learning_rate)
   if config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
@@ -150,8 +150,8 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
 def check_norm(config) -> None:
   """speaker_norm and utterance_norm each replace the segment's statistics: one at most."""
   if config.speaker_norm and config.utterance_norm:
-    raise ValueError('speaker_norm and utterance_norm are alternatives (each z-scores a '
-                     'segment by its own group\'s statistics): set one of them')
+    raise cli.UsageError('speaker_norm and utterance_norm are alternatives (each z-scores a '
+                         'segment by its own group\'s statistics): set one of them')
 
 
 NORM_MIN_STD = 1e-3

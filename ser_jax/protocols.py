@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from ser_jax import cli
 from ser_jax import experiment as experiment_lib
 from ser_jax import input_pipeline
 from ser_jax import metrics as metrics_lib
@@ -55,7 +56,7 @@ def plan(config, speaker_session) -> list[tuple[int, int]]:
     folds = [int(f) for f in spec.split(',')]
     bad = [f for f in folds if not 0 <= f < n]
     if bad:
-      raise ValueError(f'protocol.folds {bad} out of range: the protocol has {n} folds')
+      raise cli.UsageError(f'protocol.folds {bad} out of range: the protocol has {n} folds')
   else:
     folds = [int(config.protocol.fold)]
   seeds = list(config.seeds) or [int(config.seed)]

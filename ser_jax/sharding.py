@@ -11,6 +11,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ser_jax import cli
+
 DATA_AXIS = 'data'
 
 
@@ -29,9 +31,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 def check_batch_size(batch_size: int, mesh: Mesh):
   n = mesh.devices.size
+  if batch_size < 1:
+    raise cli.UsageError(f'batch size {batch_size}: must be at least 1')
   if batch_size % n:
-    raise ValueError(f'batch size {batch_size} is not a multiple of the {n} devices '
-                     'of the mesh; choose a multiple (global batch semantics)')
+    raise cli.UsageError(f'batch size {batch_size} is not a multiple of the {n} devices '
+                         'of the mesh; choose a multiple (global batch semantics)')
 
 
 def process_rows(n: int) -> slice:
@@ -39,7 +43,7 @@ def process_rows(n: int) -> slice:
   mesh order: a mesh of `jax.devices()` lists each process's devices together)."""
   count, index = jax.process_count(), jax.process_index()
   if n % count:
-    raise ValueError(f'global batch {n} is not a multiple of the {count} processes')
+    raise cli.UsageError(f'global batch {n} is not a multiple of the {count} processes')
   per = n // count
   return slice(index * per, (index + 1) * per)
 

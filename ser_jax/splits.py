@@ -25,7 +25,7 @@ def _sessions(speaker_session: Mapping[str, str]) -> dict[str, list[str]]:
 
 def _check_fold(fold: int, n: int, what: str):
   if not 0 <= fold < n:
-    raise ValueError(f'protocol.fold={fold} out of range: {n} {what}')
+    raise cli.UsageError(f'protocol.fold={fold} out of range: {n} {what}')
 
 
 def speaker_split(speaker_session: Mapping[str, str], protocol) -> dict[str, list[str]]:
@@ -47,14 +47,14 @@ def speaker_split(speaker_session: Mapping[str, str], protocol) -> dict[str, lis
     test = [speakers[protocol.fold]]
     partners = [s for s in sessions[speaker_session[test[0]]] if s != test[0]]
     if len(partners) != 1:
-      raise ValueError(
+      raise cli.UsageError(
           f'loso needs sessions of exactly two speakers; session '
           f'{speaker_session[test[0]]!r} has {sessions[speaker_session[test[0]]]}')
     validation = partners
   elif name == 'loso_session':
     names = list(sessions)
     if len(names) < 3:
-      raise ValueError(f'loso_session needs >= 3 sessions, corpus has {names}')
+      raise cli.UsageError(f'loso_session needs >= 3 sessions, corpus has {names}')
     _check_fold(protocol.fold, len(names), 'sessions')
     test = sessions[names[protocol.fold]]
     validation = sessions[names[(protocol.fold + 1) % len(names)]]
@@ -63,7 +63,7 @@ def speaker_split(speaker_session: Mapping[str, str], protocol) -> dict[str, lis
     validation = sorted(protocol.validation_speakers)
     unknown = (set(test) | set(validation)) - set(speakers)
     if unknown:
-      raise ValueError(f'holdout names unknown speakers {sorted(unknown)}')
+      raise cli.UsageError(f'holdout names unknown speakers {sorted(unknown)}')
   else:
     raise unknown_protocol(name)
   held_out = set(test) | set(validation)
@@ -71,7 +71,7 @@ def speaker_split(speaker_session: Mapping[str, str], protocol) -> dict[str, lis
            'validation': list(validation), 'test': list(test)}
   check_disjoint(split)
   if not split['train']:
-    raise ValueError('protocol leaves no training speaker')
+    raise cli.UsageError('protocol leaves no training speaker')
   return split
 
 
@@ -169,7 +169,7 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
 def _fractions(protocol):
   f_train, f_val, f_test = protocol.fractions
   if abs(f_train + f_val + f_test - 1) > 1e-6:
-    raise ValueError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
+    raise cli.UsageError(f'fractions must sum to 1, got {(f_train, f_val, f_test)}')
   return f_train, f_val, f_test
 
 
@@ -204,13 +204,13 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
     names = sorted(set(speakers[idx]))
     if len(names) < 2:
       if single:
-        raise ValueError(f'{len(names)} speaker(s) cannot make a speaker-disjoint split; '
-                         'use more speakers or a speaker protocol')
+        raise cli.UsageError(f'{len(names)} speaker(s) cannot make a speaker-disjoint split; '
+                             'use more speakers or a speaker protocol')
       rest, test = idx, idx[:0]   # one speaker: training only
     elif name == 'group_kfold' and len(names) < k:
       if single:
-        raise ValueError(f'group_kfold with k={k} needs at least {k} speakers; the corpus '
-                         f'has {len(names)}: lower protocol.k or use loso')
+        raise cli.UsageError(f'group_kfold with k={k} needs at least {k} speakers; the corpus '
+                             f'has {len(names)}: lower protocol.k or use loso')
       folds = _small_corpus_folds(len(names), k, i)
       logging.warning('group_kfold: %s has %d speakers, fewer than k=%d: each is tested in '
                       'one fold (folds %s); fold %d tests %s of them.', corpus, len(names), k,
@@ -245,14 +245,14 @@ def cross_corpus_test(corpora, protocol) -> tuple[str, ...]:
   the fold-th corpus in sorted order (leave one corpus out)."""
   names = sorted(set(corpora))
   if len(names) < 2:
-    raise ValueError(f'cross_corpus needs a union of corpora; the data has {names}')
+    raise cli.UsageError(f'cross_corpus needs a union of corpora; the data has {names}')
   test = tuple(protocol.test)
   if not test:
     _check_fold(protocol.fold, len(names), 'corpora')
     test = (names[protocol.fold],)
   unknown = sorted(set(test) - set(names))
   if unknown:
-    raise ValueError(f'protocol.test names {unknown}, not among the corpora {names}')
+    raise cli.UsageError(f'protocol.test names {unknown}, not among the corpora {names}')
   return test
 
 
@@ -268,13 +268,13 @@ def _cross_corpus(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
       c for c in sorted(set(corpora)) if c not in test)
   overlap = sorted(set(train) & set(test))
   if overlap:
-    raise ValueError(f'cross_corpus: {overlap} both trains and tests')
+    raise cli.UsageError(f'cross_corpus: {overlap} both trains and tests')
   val_fraction = float(protocol.val_fraction)
   parts = {'train': [], 'validation': [], 'test': [np.flatnonzero(np.isin(corpora, test))]}
   for corpus in train:
     idx = np.flatnonzero(corpora == corpus)
     if not len(idx):
-      raise ValueError(f'protocol.train names {corpus!r}, which the data does not have')
+      raise cli.UsageError(f'protocol.train names {corpus!r}, which the data does not have')
     if len(set(speakers[idx])) >= 3:
       rest, val = _two_way(idx, labels, speakers, val_fraction, seed, True)
     else:
@@ -294,8 +294,8 @@ def _two_way(idx, labels, speakers, fraction, seed, grouped):
     # held. With fewer speakers than that, one speaker's share is held.
     n_groups = len(set(speakers[idx]))
     if n_groups < 2:
-      raise ValueError(f'{n_groups} speaker(s) cannot make a speaker-disjoint split; '
-                       'use more speakers or a speaker protocol')
+      raise cli.UsageError(f'{n_groups} speaker(s) cannot make a speaker-disjoint split; '
+                           'use more speakers or a speaker protocol')
     k = min(max(2, int(round(1 / fraction))), n_groups)
     folds = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
     rest, held = next(folds.split(idx, labels[idx], speakers[idx]))

@@ -136,3 +136,52 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     except Exception as e:  # pylint: disable=broad-except
       pytest.fail(f'command {n} of docs/results.md does not parse: {e}')
     assert fv.workdir, n
+
+
+def _tiny_config():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location('cfg', os.path.join(REPO, 'configs/cnn2d_bilstm.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config('tiny')
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'model.name': 'cnn2d'}, "unknown model 'cnn2d'"),
+    ({'optimizer': 'adamw2'}, "unknown optimizer 'adamw2'"),
+    ({'speaker_norm': True, 'utterance_norm': True}, 'are alternatives'),
+    ({'batch_size': 0}, 'must be at least 1'),
+    ({'batch_size': 8, 'grad_accum_steps': 3}, 'grad_accum_steps=3 must divide'),
+    ({'ema_decay': 0.99, 'ema_warmup': 1.0}, 'ema_warmup=1.0 must be above 1'),
+    ({'early_stopping.mode': 'maxx'}, 'must be min or max'),
+    ({'features.name': 'mfc'}, "unknown frontend 'mfc'"),
+    ({'protocol.name': 'loso', 'protocol.fold': 9}, 'protocol.fold=9 out of range'),
+])
+def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
+  """Values the command line's field check cannot judge (a model name, a fold, a
+  batch) fail as cli.UsageError, which run.py prints as one line with exit status 2,
+  not as a traceback; each where the run first reads it, before training starts."""
+  from ser_jax import monitoring  # pylint: disable=g-import-not-at-top
+  from ser_jax import neural_experiment  # pylint: disable=g-import-not-at-top
+  from ser_jax import splits  # pylint: disable=g-import-not-at-top
+  from ser_jax.trainers import neural  # pylint: disable=g-import-not-at-top
+  config = _tiny_config()
+  for field, value in overrides.items():
+    *parents, leaf = field.split('.')
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  with pytest.raises(cli.UsageError, match=message):
+    monitoring.EarlyStopping(config.early_stopping)
+    splits.speaker_split({'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2'}, config.protocol)
+    neural.make_train_step(neural_experiment.build_experiment(config, with_data=False))
+
+
+def test_run_py_prints_a_config_value_mistake_as_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, 'run.py', '--config=configs/cnn2d_bilstm.py:tiny',
+                         '--config.model.name=cnn2d', f'--workdir={tmp_path}'],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: unknown model 'cnn2d'") and 'Traceback' not in proc.stderr

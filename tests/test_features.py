@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from ser_jax import cli
 from ser_jax import features as F
 
 # The log-Mel + deltas front end on any config, without CPU chunking.
@@ -261,7 +262,7 @@ def test_batch_independence_and_jit():
   fd, _ = jax.jit(F.make_frontend(dict(cfg)))(x, lengths)
   np.testing.assert_allclose(fd, fb, rtol=0, atol=1e-5)
   assert set(F.FRONTENDS) >= {'logmel_deltas'}
-  with pytest.raises(KeyError):
+  with pytest.raises(cli.UsageError):
     F.make_frontend(default_cfg(name='nope'))
 
 
@@ -569,7 +570,7 @@ def test_registry_defaults_and_num_frames():
       'mfcc_zcr_chroma': (2, 130, 33, 1), 'mel_image': (2, 128, 128, 1)}
   for name in F.FRONTENDS:
     assert 'cpu_chunk' in F.frontend_defaults(name), name   # else CPU chunking is off
-  with pytest.raises(KeyError):
+  with pytest.raises(cli.UsageError):
     F.frontend_defaults('nope')
 
 
@@ -603,7 +604,7 @@ def test_with_num_frames_one_rule():
       t = filled.num_frames
       assert t == -(-x.shape[1] // hop)
       assert np.asarray(F.frame_mask(np.array([x.shape[1]]), t + 1, hop)).sum() == t
-  with pytest.raises(KeyError):
+  with pytest.raises(cli.UsageError):
     F.with_num_frames(dict(name='nope'), SR)
 
 

@@ -10,6 +10,7 @@ import functools
 
 import jax.numpy as jnp
 
+from ser_jax import cli
 from ser_jax.models import cnn1d_lstm
 from ser_jax.models import cnn2d_bilstm
 from ser_jax.models import cnn_melspec
@@ -35,7 +36,7 @@ def create_model(model_cfg, num_classes: int):
   cfg = dict(model_cfg)
   name = cfg.pop('name')
   if name not in _REGISTRY:
-    raise ValueError(f'unknown model {name!r}; known: {names()}')
+    raise cli.UsageError(f'unknown model {name!r}; known: {names()}')
   cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
   if isinstance(cfg.get('dtype'), str):
     cfg['dtype'] = jnp.dtype(cfg['dtype'])

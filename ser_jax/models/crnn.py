@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ser_jax import cli
 from ser_jax.models import heads
 from ser_jax.models import layers
 
@@ -43,7 +44,7 @@ class SelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x, mask):
     if self.dim % self.heads:
-      raise ValueError(f'attention dim {self.dim} not divisible by {self.heads} heads')
+      raise cli.UsageError(f'attention dim {self.dim} not divisible by {self.heads} heads')
     b, t, _ = x.shape
     d = self.dim // self.heads
     q, k, v = (nn.Dense(self.dim, dtype=self.dtype, name=n)(x).reshape(b, t, self.heads, d)
@@ -107,5 +108,5 @@ class ConvBiLSTMAttention(heads.SERModel):
     elif self.pooling == 'additive':
       x = AdditiveAttentionPool(self.attention_dim, dtype=self.dtype, name='attention')(x, mask)
     else:
-      raise ValueError(f'unknown pooling {self.pooling!r}')
+      raise cli.UsageError(f'unknown pooling {self.pooling!r}')
     return self.classify(x, gender, train)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+from ser_jax import cli
 from ser_jax.cli import ModeNotAvailable  # noqa: F401  (raised here and by trainers)
 
 
@@ -119,7 +120,7 @@ _TRAINERS = {
 
 def _named(name) -> Trainer:
   if name not in _TRAINERS:
-    raise ValueError(f'unknown trainer {name!r}; known: {sorted(_TRAINERS)}')
+    raise cli.UsageError(f'unknown trainer {name!r}; known: {sorted(_TRAINERS)}')
   return _TRAINERS[name]
 
 

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ser_jax import cli
 from ser_jax import augment as augment_lib
 from ser_jax import checkpoints as checkpoints_lib
 from ser_jax import evaluate as evaluate_lib
@@ -55,8 +56,8 @@ def _accum_steps(exp: Experiment) -> int:
   k = int(exp.config.grad_accum_steps)
   per_device = exp.config.batch_size // exp.mesh.devices.size
   if per_device % k:
-    raise ValueError(f'grad_accum_steps={k} must divide the per-device batch '
-                     f'({exp.config.batch_size} / {exp.mesh.devices.size} devices = {per_device})')
+    raise cli.UsageError(f'grad_accum_steps={k} must divide the per-device batch '
+                         f'({exp.config.batch_size} / {exp.mesh.devices.size} devices = {per_device})')
   return k
 
 
@@ -108,8 +109,8 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
   ema_decay = float(exp.config.ema_decay)
   ema_warmup = float(exp.config.ema_warmup)
   if ema_decay > 0 and ema_warmup <= 1:
-    raise ValueError(f'ema_warmup={ema_warmup} must be above 1 (r = (1 + t) / (ema_warmup + t) '
-                     'must start below 1, or the average keeps the initial weights)')
+    raise cli.UsageError(f'ema_warmup={ema_warmup} must be above 1 (r = (1 + t) / (ema_warmup + t) '
+                         'must start below 1, or the average keeps the initial weights)')
   cw = None if loss_weights is None else jnp.asarray(loss_weights, jnp.float32)
 
   def loss_sum(params, feats, mask, gender, labels, weight, loss_weight, mixed, rng):

@@ -230,8 +230,8 @@ def split_augmented_pool(config, corpus, params: dict, caches, workers: int):
   input_pipeline.check_sample_rate(utts, config.features)
   names = [n for n in augment.offline_variants(scfg.augmentation) if n != 'original']
   if not names:
-    raise ValueError('svm.augment_before_split: svm.augmentation makes no variant '
-                     '(noise_amplitude, stretch_rate and pitch_steps are all None)')
+    raise cli.UsageError('svm.augment_before_split: svm.augmentation makes no variant '
+                         '(noise_amplitude, stretch_rate and pitch_steps are all None)')
   orig = svm_features_lib.svm_features(utts.audio, sr, cache_dir=stats_cache,
                                        num_workers=workers, **params)
   variants = augmented_features(utts.audio, sr, scfg.augmentation.to_dict(), config.seed,

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ser_jax import cli
 from ser_jax.features.frontends import base
 from ser_jax.features.frontends import logmel_deltas
 from ser_jax.features.frontends import mel_image
@@ -30,7 +31,7 @@ _MODULES = {m.NAME: m for m in (logmel_deltas, mfcc, mfcc_zcr_chroma, mel_image)
 
 def _module(name: str) -> ModuleType:
   if name not in _MODULES:
-    raise KeyError(f'unknown frontend {name!r}; known: {sorted(_MODULES)}')
+    raise cli.UsageError(f'unknown frontend {name!r}; known: {sorted(_MODULES)}')
   return _MODULES[name]
 
 

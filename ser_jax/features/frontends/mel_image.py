@@ -27,6 +27,7 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 
+from ser_jax import cli
 from ser_jax.features import dsp
 from ser_jax.features.frontends import base
 
@@ -53,7 +54,7 @@ def geometry(p: dict) -> Tuple[int, int, int]:
   hop = dur // (frames - 1) if hop is None else int(hop)
   got = dsp.stft_num_frames(dur, int(p['n_fft']), hop, bool(p['center']))
   if got != frames:
-    raise ValueError(
+    raise cli.UsageError(
         f'mel_image: {dur} samples at hop {hop} give {got} frames, not '
         f'image_frames={frames}; set hop_length=None to derive it')
   return off, dur, hop
@@ -70,9 +71,9 @@ def prepare(p: dict) -> dict:
   _, _, hop = geometry(p)
   p = dict(p, hop_length=hop)
   if p['image_scale'] not in ('db', 'unit'):
-    raise ValueError(f"image_scale must be 'db' or 'unit', got {p['image_scale']!r}")
+    raise cli.UsageError(f"image_scale must be 'db' or 'unit', got {p['image_scale']!r}")
   if p['image_scale'] == 'unit' and p['top_db'] is None:
-    raise ValueError("image_scale='unit' needs top_db")
+    raise cli.UsageError("image_scale='unit' needs top_db")
   base.prepare_stft(p)
   return p
 
