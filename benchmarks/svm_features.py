@@ -48,16 +48,18 @@ def main():
   logging.basicConfig(level=logging.INFO, format='%(message)s')
 
   from ml_collections import config_flags  # noqa: F401 (config files import it)
+  from ser_jax import cli
   from ser_jax import input_pipeline
   from ser_jax.trainers import svm
   from ser_jax import svm_features as S
   from ser_jax import workdir as workdir_lib
-  import importlib.util
-  path, _, arg = args.config.partition(':')
-  spec = importlib.util.spec_from_file_location('bench_config', REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  path, colon, arg = args.config.partition(':')
+  if not os.path.exists(path):   # relative to the repository, from anywhere
+    path = os.path.relpath(REPO / path)
+  try:
+    config = cli.load_config(path + colon + arg)
+  except cli.UsageError as e:
+    p.error(str(e))
   if args.data_dir:
     config.data.data_dir = args.data_dir
 

@@ -136,6 +136,16 @@ def config_error(argv: Sequence[str]) -> str | None:
   return None
 
 
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """The config of `--config=spec` (PATH or PATH:ARG) for tools outside run.py;
+  UsageError with config_error's paragraph if it does not load."""
+  error = config_error(['', f'--config={spec}'])
+  if error:
+    raise UsageError(error)
+  path, colon, arg = spec.partition(':')
+  return _load(path, arg if colon else None)
+
+
 class UsageError(ValueError):
   """A mistake in the command line or in a config's values (an unknown model, a fold
   out of range, a batch the devices cannot split): run.py prints it as one line and

@@ -138,14 +138,6 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     assert fv.workdir, n
 
 
-def _tiny_config():
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('cfg', os.path.join(REPO, 'configs/cnn2d_bilstm.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('tiny')
-
-
 @pytest.mark.parametrize('overrides,message', [
     ({'model.name': 'cnn2d'}, "unknown model 'cnn2d'"),
     ({'optimizer': 'adamw2'}, "unknown optimizer 'adamw2'"),
@@ -165,7 +157,7 @@ def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
   from ser_jax import neural_experiment  # pylint: disable=g-import-not-at-top
   from ser_jax import splits  # pylint: disable=g-import-not-at-top
   from ser_jax.trainers import neural  # pylint: disable=g-import-not-at-top
-  config = _tiny_config()
+  config = cli.load_config('configs/cnn2d_bilstm.py:tiny')
   for field, value in overrides.items():
     *parents, leaf = field.split('.')
     node = config
@@ -185,3 +177,11 @@ def test_run_py_prints_a_config_value_mistake_as_one_line(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: unknown model 'cnn2d'") and 'Traceback' not in proc.stderr
+
+
+def test_load_config_for_tools_outside_run_py():
+  assert cli.load_config(f'{CONFIG}:synthetic').model.name == 'selfattn_gender'
+  with pytest.raises(cli.UsageError, match="unknown config argument 'synthetc'"):
+    cli.load_config(f'{CONFIG}:synthetc')
+  with pytest.raises(cli.UsageError, match='does not exist'):
+    cli.load_config('configs/svm_feature.py')
