@@ -112,7 +112,7 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
   class_names = tuple(config.data.classes)
   exp = Experiment(
       config=config, class_names=class_names,
-      frontend=features_lib.make_frontend(feature_config(config)),
+      frontend=make_frontend(config),
       model=models.create_model(config.model, len(class_names)),
       tx=make_optimizer(config), mesh=mesh)
   if with_data:
@@ -145,6 +145,19 @@ def build_experiment(config, mesh=None, with_data: bool = True, corpus=None) -> 
                    'each file by its own audio).',
                    sum(len(s.utterances) for s in exp.segments.values()), time.time() - t0)
   return exp
+
+
+def make_frontend(config) -> Callable:
+  """The config's front end, built and traced on one segment's shape (no compiling,
+  no data), so that parameters it cannot use (n_mfcc above n_mels, a window longer
+  than the FFT) are one UsageError before any work, not a traceback."""
+  try:
+    frontend = features_lib.make_frontend(feature_config(config))
+    jax.eval_shape(frontend, jax.ShapeDtypeStruct((1, segment_samples(config)), jnp.float32),
+                   jax.ShapeDtypeStruct((1,), jnp.int32))
+  except ValueError as e:
+    raise cli.UsageError(f'features: {e}') from e
+  return frontend
 
 
 def check_norm(config) -> None:

@@ -147,6 +147,8 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     ({'ema_decay': 0.99, 'ema_warmup': 1.0}, 'ema_warmup=1.0 must be above 1'),
     ({'early_stopping.mode': 'maxx'}, 'must be min or max'),
     ({'features.name': 'mfc'}, "unknown frontend 'mfc'"),
+    ({'features.n_mfcc': 200}, 'features: need 0 < n_mfcc=200'),
+    ({'features.win_length': 4096}, 'features: win_length=4096 must be'),
     ({'protocol.name': 'loso', 'protocol.fold': 9}, 'protocol.fold=9 out of range'),
 ])
 def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
