@@ -414,6 +414,14 @@ def test_svm_scaler_is_a_config_choice_and_a_typo_fails_before_the_statistics(
   with pytest.raises(cli.UsageError, match=r"svm.scaler='z-score': expected one of"):
     svm.train_and_evaluate(config, str(tmp_path / 'typo'), corpus=corpus)
   assert not (tmp_path / 'typo' / 'splits.json').exists()
+  # What scikit-learn refuses fails as early, for the grid's values too.
+  config.svm.scaler = 'standard'
+  for field, value, message in (('kernel', 'rbff', "'kernel' parameter"),
+                                ('c_grid', (1.0, -2.0), "'C' parameter .* Got -2.0")):
+    bad = config.svm.copy_and_resolve_references()
+    bad[field] = value
+    with pytest.raises(cli.UsageError, match=message):
+      svm.check_classifier(bad)
 
 
 def test_svm_augment_before_split_leaks_variants_of_test_files_only_when_asked(

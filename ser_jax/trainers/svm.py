@@ -182,6 +182,19 @@ def make_classifier(svm_cfg, C: float, seed: int = 0):
   return pipeline.make_pipeline(*SCALERS[scaler](), clf)
 
 
+def check_classifier(svm_cfg) -> None:
+  """Fits the configured classifier, for each C it will fit, on 20 made-up points,
+  so that a value scikit-learn refuses (kernel 'rbff', C <= 0, gamma 'autoo') is
+  one UsageError before the statistics, not a traceback after them."""
+  x = np.random.default_rng(0).normal(size=(20, 2))
+  y = np.arange(20) % 2
+  for C in [float(c) for c in svm_cfg.c_grid] or [float(svm_cfg.C)]:
+    try:
+      make_classifier(svm_cfg, C).fit(x, y)
+    except (ValueError, TypeError) as e:   # scikit-learn's InvalidParameterError is both
+      raise cli.UsageError(f'svm: {e}') from e
+
+
 def posteriors(clf, x: np.ndarray, num_classes: int) -> tuple[np.ndarray, bool]:
   """([N, num_classes] posteriors, whether they are calibrated probabilities)."""
   classes = clf.classes_
@@ -275,7 +288,7 @@ def train_and_evaluate(config, workdir: str, mesh=None, corpus=None) -> dict:
   if scfg.get('augment_before_split', False) and not scfg.augment:
     raise cli.UsageError('svm.augment_before_split=True needs svm.augment=True (it says where '
                            'the augmentation goes: before the split instead of the training files)')
-  make_classifier(scfg, scfg.C)   # a bad svm.scaler fails here, before the statistics
+  check_classifier(scfg)   # a bad scaler, kernel, C or gamma fails here, before the statistics
   t0 = time.time()
   if before_split:
     parts, speakers, x, by_speaker = split_augmented_pool(
