@@ -131,6 +131,9 @@ def get_builder(data_cfg):
       builder = tfds.builder(name, data_dir=data_dir)
       prepared = builder.is_prepared()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+    if data_cfg.name not in tfds_builders.NAMES:
+      raise cli.UsageError(f'data.name={data_cfg.name!r} is not a corpus of the project; '
+                           f'known: {", ".join(tfds_builders.NAMES)} (+ joins several)') from e
     raise CorpusNotPreparedError(
         f'Corpus {name!r} is not prepared in {data_dir or tfds.core.constants.DATA_DIR} '
         f'({type(e).__name__}). Build it once with:\n  {_build_command(data_cfg)}') from e

@@ -97,6 +97,14 @@ def unknown_protocol(name: str) -> cli.UsageError:
   return cli.UsageError(f'protocol.name={name!r} is not a protocol; known: {", ".join(PROTOCOLS)}')
 
 
+def _k(protocol) -> int:
+  k = int(protocol.k)
+  if k < 2:
+    raise cli.UsageError(f'protocol.k={k}: k-fold protocols need k >= 2 (one split: '
+                         f'{protocol.name.replace("kfold", "split")})')
+  return k
+
+
 def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   """How many folds the protocol has on this corpus."""
   name = protocol.name
@@ -105,7 +113,7 @@ def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   if name == 'loso_session':
     return len(set(speaker_session.values()))
   if name in ('stratified_kfold', 'group_kfold'):
-    return int(protocol.k)
+    return _k(protocol)
   if name == 'cross_corpus' and not protocol.test:
     return len(set(corpus_of(list(speaker_session))))
   if name in ('holdout', 'stratified_split', 'group_split', 'cross_corpus'):
@@ -151,7 +159,7 @@ def utterance_split(labels, speakers, protocol) -> dict[str, np.ndarray]:
     check_disjoint({k: set(speakers[v]) for k, v in out.items()})
     return out
   if name == 'stratified_kfold':
-    k = int(protocol.k)
+    k = _k(protocol)
     _check_fold(protocol.fold, k, 'folds')
     folds = model_selection.StratifiedKFold(k, shuffle=True, random_state=seed)
     rest, test = list(folds.split(idx, labels))[protocol.fold]
@@ -192,7 +200,7 @@ def _grouped(labels, speakers, protocol, seed) -> dict[str, np.ndarray]:
   name = protocol.name
   parts = {'train': [], 'validation': [], 'test': []}
   if name == 'group_kfold':
-    k = int(protocol.k)
+    k = _k(protocol)
     _check_fold(protocol.fold, k, 'folds')
     val_fraction = float(protocol.val_fraction)
   else:

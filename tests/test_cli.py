@@ -150,6 +150,8 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     ({'features.n_mfcc': 200}, 'features: need 0 < n_mfcc=200'),
     ({'features.win_length': 4096}, 'features: win_length=4096 must be'),
     ({'protocol.name': 'loso', 'protocol.fold': 9}, 'protocol.fold=9 out of range'),
+    ({'protocol.name': 'group_kfold', 'protocol.k': 1}, 'protocol.k=1: k-fold protocols need'),
+    ({'num_epochs': 0}, 'num_epochs=0: must be at least 1'),
 ])
 def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
   """Values the command line's field check cannot judge (a model name, a fold, a
@@ -168,7 +170,9 @@ def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
     node[leaf] = value
   with pytest.raises(cli.UsageError, match=message):
     monitoring.EarlyStopping(config.early_stopping)
-    splits.speaker_split({'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2'}, config.protocol)
+    speakers = {'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2'}
+    splits.num_folds(config.protocol, speakers)
+    splits.speaker_split(speakers, config.protocol)
     neural.make_train_step(neural_experiment.build_experiment(config, with_data=False))
 
 

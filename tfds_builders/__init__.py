@@ -8,3 +8,6 @@ from tfds_builders.ravdess.ravdess_dataset_builder import Builder as Ravdess  # 
 from tfds_builders.crema_d.crema_d_dataset_builder import Builder as SerCremaD  # noqa: F401
 from tfds_builders.tess.tess_dataset_builder import Builder as Tess  # noqa: F401
 from tfds_builders.savee.savee_dataset_builder import Builder as SerSavee  # noqa: F401
+
+# The corpora's TFDS names (what `--config.data.name` takes, '+'-joined for a union).
+NAMES = tuple(b.name for b in (Ravdess, SerCremaD, Tess, SerSavee, Iemocap, SerSynthetic))

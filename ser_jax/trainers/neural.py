@@ -52,13 +52,21 @@ def _features(exp: Experiment, batch, norm, rng=None):
   return feats, mask
 
 
-def _accum_steps(exp: Experiment) -> int:
-  k = int(exp.config.grad_accum_steps)
-  per_device = exp.config.batch_size // exp.mesh.devices.size
-  if per_device % k:
+def check_training_config(config, mesh) -> None:
+  """UsageError for training fields no run can use: checked when training starts,
+  before the corpus is read, and by make_train_step."""
+  if int(config.num_epochs) < 1:
+    raise cli.UsageError(f'num_epochs={config.num_epochs}: must be at least 1')
+  sharding.check_batch_size(config.batch_size, mesh)
+  k = int(config.grad_accum_steps)
+  per_device = config.batch_size // mesh.devices.size
+  if k < 1 or per_device % k:
     raise cli.UsageError(f'grad_accum_steps={k} must divide the per-device batch '
-                         f'({exp.config.batch_size} / {exp.mesh.devices.size} devices = {per_device})')
-  return k
+                         f'({config.batch_size} / {mesh.devices.size} devices = {per_device})')
+  if float(config.ema_decay) > 0 and float(config.ema_warmup) <= 1:
+    raise cli.UsageError(f'ema_warmup={config.ema_warmup} must be above 1 (r = (1 + t) / '
+                         '(ema_warmup + t) must start below 1, or the average keeps the '
+                         'initial weights)')
 
 
 def class_weights(config, seg: input_pipeline.Segments, num_classes: int) -> np.ndarray | None:
@@ -101,16 +109,14 @@ def make_train_step(exp: Experiment, loss_weights: np.ndarray | None = None) -> 
   updates, whatever d is; evaluation, checkpoint selection, predict and export
   use it.
   """
-  k = _accum_steps(exp)
+  check_training_config(exp.config, exp.mesh)
+  k = int(exp.config.grad_accum_steps)
   micro_sharding = jax.sharding.NamedSharding(
       exp.mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
 
   alpha = float(exp.config.mixup_alpha)
   ema_decay = float(exp.config.ema_decay)
   ema_warmup = float(exp.config.ema_warmup)
-  if ema_decay > 0 and ema_warmup <= 1:
-    raise cli.UsageError(f'ema_warmup={ema_warmup} must be above 1 (r = (1 + t) / (ema_warmup + t) '
-                         'must start below 1, or the average keeps the initial weights)')
   cw = None if loss_weights is None else jnp.asarray(loss_weights, jnp.float32)
 
   def loss_sum(params, feats, mask, gender, labels, weight, loss_weight, mixed, rng):
@@ -271,6 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Ends by evaluating the best checkpoint (by `selection`) on validation and test.
   """
   started = time.time()
+  mesh = mesh or sharding.make_mesh()
+  check_training_config(config, mesh)
   workdir = experiment_lib.start_run(config, workdir)
   exp = neural_lib.build_experiment(config, mesh, corpus=corpus)
   experiment_lib.write_splits(config, workdir, exp.class_names, exp.speakers,
