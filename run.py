@@ -84,6 +84,7 @@ def main(argv):
     if _MODE.value == 'train':
       if not _WORKDIR.value:
         raise app.UsageError('--workdir is required for training')
+      trainers.check_values(config)    # and values it can use, before any read or write
       with workdir_lib.lock(_WORKDIR.value):
         changes = workdir_lib.check_config(config, _WORKDIR.value, 'train', _ALLOW_CHANGE.value)
         if changes:
@@ -119,6 +120,7 @@ def main(argv):
         sys.exit(1)
   except (app.UsageError, cli.UsageError, trainers.ModeNotAvailable,
           trainers.ConfigFieldMissing) as e:
+    logging.debug('where the error was raised (--verbosity=1 shows it)', exc_info=True)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   except monitoring.TrainingInterrupted as e:

@@ -139,7 +139,7 @@ def config_error(argv: Sequence[str]) -> str | None:
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """The config of `--config=spec` (PATH or PATH:ARG) for tools outside run.py;
   UsageError with config_error's paragraph if it does not load."""
-  error = config_error(['', f'--config={spec}'])
+  error = config_error(['', f'--config={spec}']) if spec else 'no config given (--config=PATH[:ARG])'
   if error:
     raise UsageError(error)
   path, colon, arg = spec.partition(':')
@@ -149,8 +149,10 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 class UsageError(ValueError):
   """A mistake in the command line or in a config's values (an unknown model, a fold
   out of range, a batch the devices cannot split): run.py prints it as one line and
-  exits with 2. The modules that read a config field raise it where they judge the
-  value; a plain ValueError is left for what is not the user's to fix."""
+  exits with 2 (`--verbosity=1` logs where it was raised). The modules that read a
+  config field raise it where they judge the value, and `trainers.check_values` has
+  them judge every value it can before a training run reads or writes anything;
+  library functions keep ValueError/TypeError for their own arguments."""
 
 
 class ModeNotAvailable(ValueError):

@@ -53,7 +53,7 @@ def plan(config, speaker_session) -> list[tuple[int, int]]:
   if spec == 'all':
     folds = list(range(n))
   elif spec:
-    folds = [int(f) for f in spec.split(',')]
+    folds = splits_lib.parse_folds(spec)
     bad = [f for f in folds if not 0 <= f < n]
     if bad:
       raise cli.UsageError(f'protocol.folds {bad} out of range: the protocol has {n} folds')

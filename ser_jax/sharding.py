@@ -43,7 +43,7 @@ def process_rows(n: int) -> slice:
   mesh order: a mesh of `jax.devices()` lists each process's devices together)."""
   count, index = jax.process_count(), jax.process_index()
   if n % count:
-    raise cli.UsageError(f'global batch {n} is not a multiple of the {count} processes')
+    raise ValueError(f'global batch {n} is not a multiple of the {count} processes')
   per = n // count
   return slice(index * per, (index + 1) * per)
 

@@ -105,6 +105,27 @@ def _k(protocol) -> int:
   return k
 
 
+def parse_folds(spec) -> list[int] | None:
+  """`protocol.folds` as a list of folds ('0,2' → [0, 2]); None for '' and 'all'
+  (those depend on the corpus); UsageError for anything else."""
+  spec = str(spec or '').strip()
+  if spec in ('', 'all'):
+    return None
+  try:
+    return [int(f) for f in spec.split(',')]
+  except ValueError:
+    raise cli.UsageError(f"protocol.folds={spec!r}: 'all', or folds separated by commas "
+                         "(e.g. 0,2,4)") from None
+
+
+def check_protocol(protocol) -> None:
+  """UsageError for a protocol name or k no corpus can use (before any is read)."""
+  if protocol.name not in PROTOCOLS:
+    raise unknown_protocol(protocol.name)
+  if protocol.name in ('stratified_kfold', 'group_kfold'):
+    _k(protocol)
+
+
 def num_folds(protocol, speaker_session: Mapping[str, str]) -> int:
   """How many folds the protocol has on this corpus."""
   name = protocol.name

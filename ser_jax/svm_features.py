@@ -48,8 +48,6 @@ import joblib
 import numpy as np
 import tqdm
 
-from ser_jax import cli
-
 # librosa is imported inside the functions that use it: it is heavy, and a
 # worker must set LIBROSA_CACHE_DIR (`_init_worker`) before librosa is imported.
 
@@ -84,7 +82,7 @@ def default_cache_dir() -> Path:
 def _params(overrides: dict) -> dict:
   unknown = set(overrides) - set(DEFAULTS)
   if unknown:
-    raise cli.UsageError(f'unknown svm_features parameters: {sorted(unknown)}')
+    raise TypeError(f'unknown svm_features parameters: {sorted(unknown)}')
   p = dict(DEFAULTS)
   p.update(overrides)
   return p

@@ -152,15 +152,24 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     ({'protocol.name': 'loso', 'protocol.fold': 9}, 'protocol.fold=9 out of range'),
     ({'protocol.name': 'group_kfold', 'protocol.k': 1}, 'protocol.k=1: k-fold protocols need'),
     ({'num_epochs': 0}, 'num_epochs=0: must be at least 1'),
+    ({'log_every_steps': 0}, 'log_every_steps=0: must be at least 1'),
+    ({'selection.metric': 'val_uarr'}, "selection.metric='val_uarr': one of"),
+    ({'early_stopping.patience': 3, 'early_stopping.metric': 'loss'},
+     "early_stopping.metric='loss': one of"),
+    ({'protocol.folds': '0-4'}, "protocol.folds='0-4': 'all', or folds"),
+    ({'data.name': 'ravdess+tes'}, "data.name names 'tes', not a corpus"),
+    ({'data.name': 'crema_d'}, "names 'crema_d'"),   # TFDS's catalog has one: not ours
+    ({'aggregation': 'meann'}, "aggregation='meann'"),
+    ({'model.pool': (9, 9)}, 'model: max_pool: window'),   # found by tracing the init
 ])
 def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
-  """Values the command line's field check cannot judge (a model name, a fold, a
-  batch) fail as cli.UsageError, which run.py prints as one line with exit status 2,
-  not as a traceback; each where the run first reads it, before training starts."""
-  from ser_jax import monitoring  # pylint: disable=g-import-not-at-top
-  from ser_jax import neural_experiment  # pylint: disable=g-import-not-at-top
+  """Values the command line's field check cannot judge (a model name, a batch, a
+  fold) fail as cli.UsageError, which run.py prints as one line with exit status 2,
+  not as a traceback: trainers.check_values, which run.py calls before it reads or
+  writes anything, refuses all but what depends on the corpus (a fold beyond its
+  speakers: the split refuses it)."""
   from ser_jax import splits  # pylint: disable=g-import-not-at-top
-  from ser_jax.trainers import neural  # pylint: disable=g-import-not-at-top
+  from ser_jax import trainers  # pylint: disable=g-import-not-at-top
   config = cli.load_config('configs/cnn2d_bilstm.py:tiny')
   for field, value in overrides.items():
     *parents, leaf = field.split('.')
@@ -169,20 +178,20 @@ def test_a_config_value_no_run_can_use_is_a_usage_error(overrides, message):
       node = node[p]
     node[leaf] = value
   with pytest.raises(cli.UsageError, match=message):
-    monitoring.EarlyStopping(config.early_stopping)
-    speakers = {'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2'}
-    splits.num_folds(config.protocol, speakers)
-    splits.speaker_split(speakers, config.protocol)
-    neural.make_train_step(neural_experiment.build_experiment(config, with_data=False))
+    trainers.check_values(config)
+    splits.speaker_split({'a': 's1', 'b': 's1', 'c': 's2', 'd': 's2'}, config.protocol)
 
 
-def test_run_py_prints_a_config_value_mistake_as_one_line(tmp_path):
+def test_run_py_prints_a_config_value_mistake_as_one_line_before_any_write(tmp_path):
+  workdir = tmp_path / 'run'
   proc = subprocess.run([sys.executable, 'run.py', '--config=configs/cnn2d_bilstm.py:tiny',
-                         '--config.model.name=cnn2d', f'--workdir={tmp_path}'],
+                         '--config.model.name=cnn2d', f'--workdir={workdir}'],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: unknown model 'cnn2d'") and 'Traceback' not in proc.stderr
+  # Nothing written: the corrected command can use the same workdir.
+  assert not workdir.exists()
 
 
 def test_load_config_for_tools_outside_run_py():
@@ -191,3 +200,5 @@ def test_load_config_for_tools_outside_run_py():
     cli.load_config(f'{CONFIG}:synthetc')
   with pytest.raises(cli.UsageError, match='does not exist'):
     cli.load_config('configs/svm_feature.py')
+  with pytest.raises(cli.UsageError, match='no config given'):
+    cli.load_config('')

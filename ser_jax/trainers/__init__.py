@@ -54,6 +54,9 @@ class Trainer:
   # tuple of fields per way of being so.
   transductive: tuple = ()
   leaky: tuple = ()
+  # 'module:function(config)': UsageError for values this trainer cannot use,
+  # before anything is read or written (check_values).
+  check: str | None = None
 
   def check_config(self, config):
     """Raises ConfigFieldMissing naming the first field this trainer reads that
@@ -92,6 +95,7 @@ _TRAINERS = {
         evaluate='ser_jax.neural_experiment:evaluate_to_folder',
         predictor='ser_jax.neural_experiment:load_predictor',
         export='ser_jax.export:export_saved_model',
+        check='ser_jax.trainers.neural:check_config',
         transductive=(('speaker_norm',),),
         leaky=(('augment.offline.enabled', 'augment.offline.before_split'),),
         fields=('optimizer', 'learning_rate', 'grad_clip_norm', 'batch_size',
@@ -109,6 +113,7 @@ _TRAINERS = {
         predictor='ser_jax.trainers.svm:load_predictor',
         unavailable='training writes results.json (validation and test) and '
                     'svm_model.joblib; --mode=predict --wav=... uses that model',
+        check='ser_jax.trainers.svm:check_config',
         transductive=(('svm.speaker_norm',),),
         leaky=(('svm.augment', 'svm.augment_before_split'),),
         fields=tuple(f'svm.{k}' for k in (
@@ -132,6 +137,32 @@ def get(config) -> Trainer:
   trainer = _named(config.trainer)
   trainer.check_config(config)
   return trainer
+
+
+def check_values(config) -> None:
+  """UsageError for a value no run can use, said before run.py reads or writes
+  anything: the corpus names, the protocol (name, k, folds' syntax), the
+  aggregation and selection mode here, then the trainer's own (`Trainer.check`).
+  What depends on the corpus (a fold beyond its speakers, a class it lacks) is
+  judged when the corpus is read."""
+  from ser_jax import cli  # pylint: disable=g-import-not-at-top
+  from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from ser_jax import splits  # pylint: disable=g-import-not-at-top
+  import tfds_builders  # pylint: disable=g-import-not-at-top
+  unknown = [n for n in input_pipeline.corpus_names(config.data) if n not in tfds_builders.NAMES]
+  if unknown:
+    raise cli.UsageError(f'data.name names {", ".join(map(repr, unknown))}, not a corpus of the '
+                         f'project; known: {", ".join(tfds_builders.NAMES)} (+ joins several)')
+  splits.check_protocol(config.protocol)
+  splits.parse_folds(config.protocol.folds)
+  if config.aggregation not in ('max', 'mean'):
+    raise cli.UsageError(f'aggregation={config.aggregation!r}: max or mean')
+  if config.selection.mode not in ('min', 'max'):
+    raise cli.UsageError(f'selection.mode={config.selection.mode!r}: min or max')
+  trainer = _named(config.trainer)
+  if trainer.check:
+    module, fn = trainer.check.split(':')
+    getattr(importlib.import_module(module), fn)(config)
 
 
 def _is_set(config, path: str) -> bool:

@@ -52,6 +52,32 @@ def _features(exp: Experiment, batch, norm, rng=None):
   return feats, mask
 
 
+_METRICS = ('val_uar', 'val_wa', 'val_loss')   # what each validation records
+
+
+def check_config(config) -> None:
+  """The neural trainer's `Trainer.check`: UsageError for values no run can use,
+  before anything is read or written. Builds the front end, model and optimiser
+  and traces one initialisation (eval_shape: no compiling, no data)."""
+  check_training_config(config, sharding.make_mesh())
+  if int(config.log_every_steps) < 1:
+    raise cli.UsageError(f'log_every_steps={config.log_every_steps}: must be at least 1')
+  if float(config.eval_every_epochs) <= 0:
+    raise cli.UsageError(f'eval_every_epochs={config.eval_every_epochs}: must be above 0')
+  if config.selection.metric not in _METRICS:
+    raise cli.UsageError(f'selection.metric={config.selection.metric!r}: one of {", ".join(_METRICS)}')
+  stop = config.early_stopping
+  if int(stop.patience) and stop.metric not in _METRICS:
+    raise cli.UsageError(f'early_stopping.metric={stop.metric!r}: one of {", ".join(_METRICS)}')
+  monitoring.EarlyStopping(stop)   # its mode
+  augment_lib.offline_variants(config.augment.offline)   # its parameters
+  exp = neural_lib.build_experiment(config, with_data=False)
+  try:
+    jax.eval_shape(lambda key: neural_lib.create_train_state(exp, key), jax.random.key(0))
+  except ValueError as e:   # e.g. a pool larger than what reaches it
+    raise cli.UsageError(f'model: {e}') from e
+
+
 def check_training_config(config, mesh) -> None:
   """UsageError for training fields no run can use: checked when training starts,
   before the corpus is read, and by make_train_step."""

@@ -182,6 +182,14 @@ def make_classifier(svm_cfg, C: float, seed: int = 0):
   return pipeline.make_pipeline(*SCALERS[scaler](), clf)
 
 
+def check_config(config) -> None:
+  """The SVM trainer's `Trainer.check` (before anything is read or written)."""
+  if config.selection.metric not in ('val_uar', 'val_wa'):
+    raise cli.UsageError(f'selection.metric={config.selection.metric!r}: val_uar or val_wa '
+                         '(what chooses C from svm.c_grid)')
+  check_classifier(config.svm)
+
+
 def check_classifier(svm_cfg) -> None:
   """Fits the configured classifier, for each C it will fit, on 20 made-up points,
   so that a value scikit-learn refuses (kernel 'rbff', C <= 0, gamma 'autoo') is
