@@ -119,6 +119,7 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
   import shlex  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from ser_jax import trainers  # pylint: disable=g-import-not-at-top
   text = open(os.path.join(REPO, 'docs', 'results.md')).read()
   commands = re.findall(r'^(\d+)\. `(python run\.py [^`]+)`', text, re.M)
   assert [int(n) for n, _ in commands] == list(range(1, len(commands) + 1))
@@ -136,6 +137,12 @@ def test_every_command_of_the_results_table_parses_with_todays_configs():
     except Exception as e:  # pylint: disable=broad-except
       pytest.fail(f'command {n} of docs/results.md does not parse: {e}')
     assert fv.workdir, n
+    # ... and run.py's checks of the values accept it (no row refused by a new check).
+    try:
+      trainers.get(fv.config)
+      trainers.check_values(fv.config)
+    except (cli.UsageError, trainers.ConfigFieldMissing) as e:
+      pytest.fail(f'run.py refuses command {n} of docs/results.md: {e}')
 
 
 @pytest.mark.parametrize('overrides,message', [
