@@ -145,7 +145,6 @@ def check_values(config) -> None:
   aggregation and selection mode here, then the trainer's own (`Trainer.check`).
   What depends on the corpus (a fold beyond its speakers, a class it lacks) is
   judged when the corpus is read."""
-  from ser_jax import cli  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import splits  # pylint: disable=g-import-not-at-top
   import tfds_builders  # pylint: disable=g-import-not-at-top
