@@ -131,9 +131,6 @@ def get_builder(data_cfg):
       builder = tfds.builder(name, data_dir=data_dir)
       prepared = builder.is_prepared()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
-    if data_cfg.name not in tfds_builders.NAMES:
-      raise cli.UsageError(f'data.name={data_cfg.name!r} is not a corpus of the project; '
-                           f'known: {", ".join(tfds_builders.NAMES)} (+ joins several)') from e
     raise CorpusNotPreparedError(
         f'Corpus {name!r} is not prepared in {data_dir or tfds.core.constants.DATA_DIR} '
         f'({type(e).__name__}). Build it once with:\n  {_build_command(data_cfg)}') from e
@@ -203,6 +200,18 @@ def corpus_names(data_cfg) -> list[str]:
   return [str(n).strip() for n in names if str(n).strip()]
 
 
+def check_corpus_names(data_cfg) -> list[str]:
+  """`corpus_names`, or UsageError for a name that is not one of the project's
+  corpora (before TFDS is asked: its catalog has a `crema_d` of its own)."""
+  import tfds_builders  # noqa: F401  (its NAMES; registers the builders)
+  names = corpus_names(data_cfg)
+  unknown = [n for n in names if n not in tfds_builders.NAMES]
+  if unknown:
+    raise cli.UsageError(f'data.name names {", ".join(map(repr, unknown))}, not a corpus of the '
+                         f'project; known: {", ".join(tfds_builders.NAMES)} (+ joins several)')
+  return names
+
+
 def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   """The configured subset of one corpus, or of a union of corpora.
 
@@ -213,7 +222,7 @@ def load_corpus(data_cfg) -> tuple[Utterances, dict[str, str]]:
   `corpus/`. A builder config (e.g. `22k`, the audio rate) applies to every corpus
   of a union.
   """
-  names = corpus_names(data_cfg)
+  names = check_corpus_names(data_cfg)
   cfgs = [ml_collections.ConfigDict(dict(data_cfg.to_dict(), name=n)) for n in names]
   for cfg in cfgs:   # every corpus, before the first is read
     _check_builder_config(cfg)

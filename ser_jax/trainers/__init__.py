@@ -147,11 +147,7 @@ def check_values(config) -> None:
   judged when the corpus is read."""
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import splits  # pylint: disable=g-import-not-at-top
-  import tfds_builders  # pylint: disable=g-import-not-at-top
-  unknown = [n for n in input_pipeline.corpus_names(config.data) if n not in tfds_builders.NAMES]
-  if unknown:
-    raise cli.UsageError(f'data.name names {", ".join(map(repr, unknown))}, not a corpus of the '
-                         f'project; known: {", ".join(tfds_builders.NAMES)} (+ joins several)')
+  input_pipeline.check_corpus_names(config.data)
   splits.check_protocol(config.protocol)
   splits.parse_folds(config.protocol.folds)
   if config.aggregation not in ('max', 'mean'):

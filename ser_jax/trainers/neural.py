@@ -399,7 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  f'  loss {record["val_loss"]:.4f}')
         logging.info('%s', line)
         clock.mark(step)   # before the save: a committed step always has its time
-        ckpt.save(step, state, {k: record[k] for k in ('val_uar', 'val_wa', 'val_loss')})
+        ckpt.save(step, state, {k: record[k] for k in _METRICS})
         if stopper.update(record):
           logging.info('Early stopping at step %d: no %s improvement in %d evaluations.',
                        step, stopper.metric, stopper.patience)
