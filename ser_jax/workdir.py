@@ -362,31 +362,66 @@ def record_command(workdir: str, mode: str, changes: dict | None = None):
     f.write(json.dumps(entry) + '\n')
 
 
-def cpu_model() -> str:
-  """The CPU's model name (/proc/cpuinfo; else platform), for the results' machine column."""
+CPUINFO = '/proc/cpuinfo'
+
+
+def _cpuinfo_field(names: tuple[str, ...], path: str) -> str | None:
+  """The value of the first line of `path` whose key is one of `names`."""
   try:
-    with open('/proc/cpuinfo') as f:
+    with open(path) as f:
       for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
+        key, sep, value = line.partition(':')
+        if sep and key.strip() in names:
+          return value.strip()
   except OSError:
     pass
-  import platform  # pylint: disable=g-import-not-at-top
-  return platform.processor() or platform.machine()
+  return None
 
 
-def cpu_bf16_flags() -> list[str]:
+def cpu_flags(path: str = CPUINFO) -> set[str]:
+  """The instruction-set flags the CPU reports (x86 'flags', Arm 'Features');
+  empty where there is no such file."""
+  return set((_cpuinfo_field(('flags', 'Features'), path) or '').split())
+
+
+def vector_isa(flags) -> str:
+  """The widest vector instruction set in `flags`, with bf16 and AMX where
+  present: 'AVX2', 'AVX-512', 'AVX-512 BF16, AMX', 'SVE', 'NEON' or ''. Two
+  CPUs of one model name (every 'AMD EPYC' of the project's machines) can
+  differ in exactly this, and with it XLA's kernels and a run's speed."""
+  flags = set(flags)
+  parts = []
+  if 'avx512f' in flags:
+    parts.append('AVX-512 BF16' if 'avx512_bf16' in flags else 'AVX-512')
+  elif 'avx2' in flags:
+    parts.append('AVX2')
+  elif 'avx' in flags:
+    parts.append('AVX')
+  elif 'sve' in flags:
+    parts.append('SVE')
+  elif 'asimd' in flags:
+    parts.append('NEON')
+  if any(f.startswith('amx') for f in flags):
+    parts.append('AMX')
+  return ', '.join(parts)
+
+
+def cpu_model(path: str = CPUINFO) -> str:
+  """The CPU's model name with its vector instruction set, e.g. 'AMD EPYC
+  (AVX2)' (/proc/cpuinfo; else platform), for the results' machine column and
+  the benchmarks' lines."""
+  name = _cpuinfo_field(('model name',), path)
+  if not name:
+    import platform  # pylint: disable=g-import-not-at-top
+    name = platform.processor() or platform.machine()
+  isa = vector_isa(cpu_flags(path))
+  return f'{name} ({isa})' if isa else name
+
+
+def cpu_bf16_flags(path: str = CPUINFO) -> list[str]:
   """The bf16 and AMX instruction sets /proc/cpuinfo lists (avx512_bf16, amx_bf16, …);
   empty where the CPU has none or there is no such file."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('flags'):
-          return sorted(x for x in line.split(':', 1)[1].split()
-                        if 'bf16' in x or x.startswith('amx'))
-  except OSError:
-    pass
-  return []
+  return sorted(x for x in cpu_flags(path) if 'bf16' in x or x.startswith('amx'))
 
 
 def first_command(workdir: str) -> str | None:

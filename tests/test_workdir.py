@@ -249,3 +249,37 @@ def test_write_atomic_leaves_the_old_file_whole_when_the_write_fails(tmp_path, m
   with pytest.raises(OSError):
     workdir.write_atomic(path, '{"a": 2, "b": "half of it')
   assert open(path).read() == '{"a": 1}' and os.listdir(tmp_path / 'new') == ['results.json']
+
+
+_CPUINFO = '''processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx {extra} fma
+'''
+
+
+@pytest.mark.parametrize('extra,isa,bf16', [
+    ('avx2', 'AVX2', []),
+    ('avx2 avx512f', 'AVX-512', []),
+    ('avx2 avx512f avx512_bf16', 'AVX-512 BF16', ['avx512_bf16']),
+    ('avx2 avx512f avx512_bf16 amx_bf16 amx_tile', 'AVX-512 BF16, AMX',
+     ['amx_bf16', 'amx_tile', 'avx512_bf16']),
+])
+def test_cpu_model_names_the_vector_instruction_set(tmp_path, extra, isa, bf16):
+  # Two 'AMD EPYC' machines of this project differ in AVX-512 and in speed:
+  # the machine column and the benchmarks must tell them apart.
+  path = tmp_path / 'cpuinfo'
+  path.write_text(_CPUINFO.format(extra=extra))
+  assert workdir.cpu_model(str(path)) == f'AMD EPYC ({isa})'
+  assert workdir.cpu_bf16_flags(str(path)) == bf16
+
+
+def test_cpu_model_without_cpuinfo_falls_back_to_platform(tmp_path):
+  name = workdir.cpu_model(str(tmp_path / 'missing'))
+  assert name and '(' not in name and workdir.cpu_bf16_flags(str(tmp_path / 'missing')) == []
+
+
+def test_vector_isa_on_arm():
+  assert workdir.vector_isa({'fp', 'asimd'}) == 'NEON'
+  assert workdir.vector_isa({'fp', 'asimd', 'sve'}) == 'SVE'
+  assert workdir.vector_isa(set()) == ''
