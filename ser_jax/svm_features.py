@@ -227,12 +227,15 @@ def _indexed(work, i: int, job):
 
 class _Progress:
   """Progress of a long map: a tqdm bar on a terminal, else one log line
-  every `every` seconds, each with the rate and the ETA."""
+  every `every` seconds, each with the rate and the ETA. The rate counts from
+  the first finished result, so the workers' start-up (seconds of pool and
+  import before any result) does not make the first ETA hours long."""
 
   def __init__(self, total: int, what: str, every: float = 15.0):
     self.total, self.what, self.every = total, what, every
     self.done, self.t0 = 0, time.time()
     self._last = self.t0
+    self._first = None   # (time, done) at the first finished result
     self._bar = None
     if sys.stderr.isatty():
       self._bar = tqdm.tqdm(total=total, unit='file', desc=what, leave=False)
@@ -243,13 +246,21 @@ class _Progress:
       self._bar.update(n)
       return
     now = time.time()
+    if self._first is None:
+      self._first = (now, self.done)
     if now - self._last >= self.every or self.done == self.total:
       self._last = now
-      rate = self.done / max(now - self.t0, 1e-9)
-      eta = (self.total - self.done) / max(rate, 1e-9)
-      logging.info('%s: %d/%d (%.0f%%), %.1f/s, ETA %s', self.what, self.done,
-                   self.total, 100 * self.done / self.total, rate,
-                   time.strftime('%H:%M:%S', time.gmtime(eta)))
+      head = f'{self.what}: {self.done}/{self.total} ({100 * self.done / self.total:.0f}%)'
+      t1, done1 = self._first
+      if self.done > done1 and now > t1:
+        rate = (self.done - done1) / (now - t1)
+        eta = (self.total - self.done) / rate
+        logging.info('%s, %.1f/s, ETA %s', head, rate,
+                     time.strftime('%H:%M:%S', time.gmtime(eta)))
+      elif self.done == self.total:
+        logging.info('%s in %.1fs, ETA 00:00:00', head, now - self.t0)
+      else:
+        logging.info('%s, first result after %.1fs', head, now - self.t0)
 
   def close(self):
     if self._bar is not None:

@@ -1,5 +1,6 @@
 """ser_jax.svm_features: the 173 Gomes SVM statistics (librosa) and their cache."""
 
+import re
 import time
 
 import librosa
@@ -129,3 +130,22 @@ def test_median_filter_equals_scipy(size):
     shape[axis] = size
     np.testing.assert_array_equal(S._median_filter(x, size, axis),
                                   ndimage.median_filter(x, size=shape, mode='reflect'))
+
+
+def test_progress_rate_counts_from_the_first_result(monkeypatch, caplog):
+  # A pool that takes 20 s to give its first result, then 10 results a second:
+  # the first line must not extrapolate the start-up into an ETA of hours.
+  caplog.set_level('INFO')
+  clock = [1000.0]
+  monkeypatch.setattr(S.time, 'time', lambda: clock[0])
+  monkeypatch.setattr(S.sys.stderr, 'isatty', lambda: False)
+  p = S._Progress(total=301, what='aug', every=15.0)
+  clock[0] += 20.0
+  p.update()
+  for _ in range(160):
+    clock[0] += 0.1
+    p.update()
+  messages = [r.getMessage() for r in caplog.records]
+  assert messages[0] == 'aug: 1/301 (0%), first result after 20.0s'
+  m = re.fullmatch(r'aug: (\d+)/301 \(\d+%\), ([\d.]+)/s, ETA 00:00:(\d\d)', messages[1])
+  assert m and m[2] == '10.0' and abs(int(m[3]) - (301 - int(m[1])) / 10) <= 1, messages
