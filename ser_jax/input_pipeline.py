@@ -106,12 +106,30 @@ def _check_builder_config(data_cfg) -> None:
   except tfds.core.registered.DatasetNotFoundError:
     return   # not ours: the not-prepared error below says how to build it
   have = [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
-  if data_cfg.builder_config not in have:
-    rates = f'builder configs {", ".join(have)}' if have else 'no builder configs'
+  if data_cfg.builder_config not in have and not (have and _on_request(data_cfg)):
+    rates = (f'builder configs {", ".join(have)} (or any rate as e.g. 44100hz)' if have
+             else 'no builder configs')
     raise CorpusNotPreparedError(
         f'Corpus {data_cfg.name!r} has {rates}, not {data_cfg.builder_config!r}'
         + ('' if have else ' (its audio is stored at 16 kHz only)')
         + '; leave it out of the union or drop --config.data.builder_config.')
+
+
+def _on_request(data_cfg):
+  """The AudioConfig of a rate name (`44100hz`) that the corpus does not
+  register (see tfds_builders.common.rate_config); None otherwise."""
+  from tfds_builders import common
+  if not data_cfg.builder_config:
+    return None
+  import tensorflow_datasets as tfds
+  try:
+    cls = tfds.builder_cls(data_cfg.name)
+  except tfds.core.registered.DatasetNotFoundError:
+    return None
+  have = [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
+  if not have or data_cfg.builder_config in have:   # none (IEMOCAP), or registered
+    return None
+  return common.rate_config(data_cfg.builder_config)
 
 
 def get_builder(data_cfg):
@@ -128,7 +146,11 @@ def get_builder(data_cfg):
   data_dir = os.path.expanduser(data_cfg.data_dir) if data_cfg.data_dir else None
   try:
     with _quiet_tfds():
-      builder = tfds.builder(name, data_dir=data_dir)
+      rate = _on_request(data_cfg)
+      if rate is not None:   # a rate built on request (`44100hz`), not registered
+        builder = tfds.builder_cls(data_cfg.name)(config=rate, data_dir=data_dir)
+      else:
+        builder = tfds.builder(name, data_dir=data_dir)
       prepared = builder.is_prepared()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
     raise CorpusNotPreparedError(
@@ -150,7 +172,8 @@ def get_builder(data_cfg):
 
 
 class _DropRecords(logging.Filter):
-  WHAT = ('has no dataset_info.json',)   # TFDS on a corpus not built yet: expected here
+  WHAT = ('has no dataset_info.json',   # TFDS on a corpus not built yet: expected here
+          'Using custom data configuration')   # a rate built on request (`44100hz`)
 
   def filter(self, record):
     return not any(w in str(record.msg) for w in self.WHAT)

@@ -1,4 +1,6 @@
 """Loader-level subset selection and missing-corpus errors, on a dummy IEMOCAP."""
+import re
+
 import ml_collections
 import numpy as np
 import pytest
@@ -73,7 +75,8 @@ def test_a_builder_config_the_corpus_lacks_is_said_not_built(tmp_path):
   assert 'tfds build' not in str(e.value)
   cfg = _data_cfg(str(tmp_path), name='ravdess', builder_config='22050')
   with pytest.raises(input_pipeline.CorpusNotPreparedError,
-                     match=r"'ravdess' has builder configs 16k, 22k, not '22050'"):
+                     match=r"'ravdess' has builder configs 16k, 22k \(or any rate as "
+                           r"e.g. 44100hz\), not '22050'"):
     input_pipeline.load_corpus(cfg)
 
 
@@ -143,6 +146,45 @@ def test_a_corpus_built_at_22k_is_read_at_its_rate_and_checked(tmp_path):
     experiment.load_corpus(config)
   config.features.sample_rate = 22_050
   assert experiment.load_corpus(config)[0].sample_rate == 22_050
+
+
+def test_any_rate_is_built_on_request_and_read_at_it(tmp_path):
+  """A rate name (`8000hz`) is a builder config made on the fly, as `tfds build
+  --config='{"name": "8000hz", "sample_rate": 8000}'` makes it (the JSON the
+  not-prepared error prints); it is read at its rate. Names that are neither
+  registered nor a rate, and corpora without configs, are refused."""
+  import json
+  from tfds_builders import common
+  from tfds_builders.ravdess import dummy_data as ravdess_dummy
+  from tfds_builders.ravdess import ravdess_dataset_builder
+  data_dir = str(tmp_path / 'tfds')
+  cfg = lambda name, config: ml_collections.ConfigDict(dict(  # noqa: E731
+      name=name, builder_config=config, data_dir=data_dir, split='all',
+      classes=('neutral', 'happy', 'sad', 'angry'), exclude_labels=(), where={}))
+  with pytest.raises(input_pipeline.CorpusNotPreparedError) as e:
+    input_pipeline.load_corpus(cfg('ravdess', '8000hz'))
+  arg = re.search(r"--config='(\{[^']*\})'", str(e.value))
+  assert arg, str(e.value)
+  config = ravdess_dataset_builder.Builder.builder_config_cls(**json.loads(arg[1]))  # as tfds build
+  assert (config.name, config.sample_rate) == ('8000hz', 8000)
+  ravdess_dummy.make(tmp_path / 'ravdess', actors=(5,), oddities=False, seconds=0.5)
+  for c in ('16k', config):
+    ravdess_dataset_builder.Builder(data_dir=data_dir, config=c).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / 'ravdess')))
+  low, _ = input_pipeline.load_corpus(cfg('ravdess', '8000hz'))
+  ref, _ = input_pipeline.load_corpus(cfg('ravdess', '16k'))
+  assert (low.sample_rate, ref.sample_rate) == (8000, 16000)
+  np.testing.assert_array_equal(low.paths, ref.paths)
+  np.testing.assert_allclose([len(a) / len(b) for a, b in zip(low.audio, ref.audio)], 0.5,
+                             rtol=2e-3)
+  with pytest.raises(input_pipeline.CorpusNotPreparedError,
+                     match=r"has builder configs 16k, 22k \(or any rate as e.g. 44100hz\), "
+                           r"not '44k'"):
+    input_pipeline.load_corpus(cfg('ravdess', '44k'))
+  with pytest.raises(input_pipeline.CorpusNotPreparedError, match="'iemocap' has no builder"):
+    input_pipeline.load_corpus(cfg(('iemocap', 'ravdess'), '8000hz'))
+  assert common.rate_config('100hz') is None and common.rate_config('22k') is None
+  assert common.config_arg('22k') == '22k'
 
 
 @pytest.mark.parametrize('rate,channels,subtype', [(16000, 1, 'PCM_16'), (44100, 2, 'FLOAT'),

@@ -11,8 +11,10 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import json
 import logging
 import os
+import re
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
@@ -47,7 +49,8 @@ class AudioConfig(tfds.core.BuilderConfig):
 
 
 def audio_configs() -> list[AudioConfig]:
-  """Builder configs of every real corpus: `16k` (the default) and `22k`."""
+  """Builder configs of every real corpus: `16k` (the default) and `22k`; any
+  other rate on request (`rate_config`)."""
   return [
       AudioConfig(name='16k', sample_rate=SAMPLE_RATE,
                   description='16 kHz mono int16: what every shipped config reads.'),
@@ -57,6 +60,33 @@ def audio_configs() -> list[AudioConfig]:
                               'use it with --config.data.builder_config=22k '
                               '--config.features.sample_rate=22050.'),
   ]
+
+
+_RATE_NAME = re.compile(r'(\d{4,6})hz')
+
+
+def rate_config(name: str) -> AudioConfig | None:
+  """The builder config that a name like `44100hz` stands for: any audio rate,
+  beyond the two that a plain `tfds build` makes (a third registered one would
+  cost every user its disk). Build it with TFDS's own form for configs made on
+  the fly, `tfds build … --config='{"name": "44100hz", "sample_rate": 44100}'`
+  (what `config_arg` writes), and select it with
+  `--config.data.builder_config=44100hz --config.features.sample_rate=44100`.
+  None for any other name."""
+  m = _RATE_NAME.fullmatch(name or '')
+  if not m or not 4_000 <= int(m[1]) <= 192_000:
+    return None
+  return AudioConfig(name=name, sample_rate=int(m[1]),
+                     description=f'{int(m[1]):,} Hz mono int16, built on request.')
+
+
+def config_arg(name: str) -> str:
+  """The `--config=` value of `tfds build` for the builder config `name`: the
+  name itself, or for a rate name (`rate_config`) its JSON, quoted for a shell."""
+  rate = rate_config(name)
+  if rate is None:
+    return name
+  return "'" + json.dumps({'name': name, 'sample_rate': rate.sample_rate}) + "'"
 
 
 def sample_rate_of(builder) -> int:
@@ -432,7 +462,7 @@ class ManualCorpusMixin:
     cmd = f'tfds build tfds_builders/{folder}'
     config = config or (cls.DEFAULT_CONFIG_NAME if cls.BUILDER_CONFIGS else '')
     if config:   # without --config, `tfds build` builds every config
-      cmd += f' --config={config}'
+      cmd += f' --config={config_arg(config)}'
     cmd += f' --manual_dir={cls.MANUAL_DIR_HINT}'
     if data_dir:
       cmd += f' --data_dir={data_dir}'
