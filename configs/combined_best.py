@@ -17,7 +17,11 @@ validation UAR (61.52 %, row 45), so that stays; removing SpecAugment lowered it
 (row 52) and then mixup (row 54) raised it, so they went. Ending each file's last
 segment at the file's end (`features.last_segment_at_end=True`, row 55) tied on it
 (65.87 against 66.03 %; validation WA 64.00 against 62.25 %), so the last segment
-stays zero-padded. The parts, each a config field of the neural trainer:
+stays zero-padded. Half the network's width (conv 16/32, BiLSTM 64, dense 64, row 59)
+validated lower (64.09 %) and tested level (69.7 / 65.0 %) at 2.4 times the speed, so
+the width stays (pass those three fields for the faster trade). Fold 0 re-run on an
+AVX2-only EPYC (row 58) took about 24 min alone. The parts, each a config field of the
+neural trainer:
 
 - Sen et al.'s 2-D CNN + BiLSTM on 40 MFCC (`configs/cnn2d_bilstm.py`), which
   trains a pass over the combined corpora's original files in under a minute on

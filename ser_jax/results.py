@@ -166,6 +166,8 @@ def row(workdir: str) -> dict:
   if os.path.exists(protocol_path):
     res = _json(protocol_path)
     _, uar, wa = protocols.headline(res)   # one fold's seeds: their spread
+    if res['num_runs'] == 1:   # one fold, one seed: no spread to show
+      uar, wa = (uar[0], None), (wa[0], None)
     per_class = res['pooled_test']['per_class']
     per_corpus = {c: v['uar_mean_std'] for c, v in (res.get('per_corpus') or {}).items()}
     if cfg['protocol'].get('name') == 'cross_corpus':   # a fold tests one whole corpus

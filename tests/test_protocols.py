@@ -100,6 +100,24 @@ def test_per_corpus_figures_of_a_union_in_reports_and_summary():
   assert summary['per_corpus']['tess']['uar_mean_std'][0] == pytest.approx(100 / 3)
 
 
+def test_results_row_of_a_one_run_protocol_shows_no_spread(protocol_run, tmp_path):
+  # `--config.protocol.folds=0` with one seed: one run, so no "± 0.0".
+  import shutil
+  from ser_jax import results   # pylint: disable=g-import-not-at-top
+  _, workdir, _ = protocol_run
+  one = str(tmp_path / 'one')
+  shutil.copytree(workdir, one)
+  path = os.path.join(one, 'protocol_results.json')
+  with open(path) as f:
+    res = json.load(f)
+  res.update(rows=res['rows'][:1], seeds=[0], num_runs=1)
+  with open(path, 'w') as f:
+    json.dump(res, f)
+  row = results.row(one)
+  assert row['runs'] == '1 × 1' and row['uar'][1] is None and row['wa'][1] is None
+  assert '±' not in results.table([row]).splitlines()[-1].split('|')[5]
+
+
 def test_results_table_of_a_protocol(protocol_run, capsys):
   from ser_jax import results   # pylint: disable=g-import-not-at-top
   config, workdir, summary = protocol_run
