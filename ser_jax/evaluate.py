@@ -15,6 +15,9 @@ from ser_jax import splits as splits_lib
 from ser_jax import workdir as workdir_lib
 
 
+AGGREGATIONS = ('max', 'mean')   # config.aggregation: how segments make an utterance
+
+
 def aggregate(probs: np.ndarray, utterance: np.ndarray, num_utterances: int,
               method: str = 'max') -> np.ndarray:
   """Utterance posteriors [U, K] from segment posteriors [S, K].

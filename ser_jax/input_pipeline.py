@@ -93,20 +93,28 @@ def _build_command(data_cfg) -> str:
   return cmd
 
 
+def _registered_configs(name: str) -> list[str] | None:
+  """The builder config names the project's builder `name` registers ([] for one
+  without configs, IEMOCAP); None for a name that is not one of its builders."""
+  import tensorflow_datasets as tfds
+  import tfds_builders  # noqa: F401  (registers the project's builders)
+  try:
+    cls = tfds.builder_cls(name)
+  except tfds.core.registered.DatasetNotFoundError:
+    return None
+  return [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
+
+
 def _check_builder_config(data_cfg) -> None:
   """A builder config the corpus does not have (IEMOCAP is stored at 16 kHz only,
   so a union with `builder_config=22k` cannot include it) is a usage error, said
   before TFDS answers with a build command that could not work."""
   if not data_cfg.builder_config:
     return
-  import tensorflow_datasets as tfds
-  import tfds_builders  # noqa: F401
-  try:
-    cls = tfds.builder_cls(data_cfg.name)
-  except tfds.core.registered.DatasetNotFoundError:
+  have = _registered_configs(data_cfg.name)
+  if have is None:
     return   # not ours: the not-prepared error below says how to build it
-  have = [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
-  if data_cfg.builder_config not in have and not (have and _on_request(data_cfg)):
+  if data_cfg.builder_config not in have and not _on_request(data_cfg):
     rates = (f'builder configs {", ".join(have)} (or any rate as e.g. 44100hz)' if have
              else 'no builder configs')
     raise CorpusNotPreparedError(
@@ -117,17 +125,13 @@ def _check_builder_config(data_cfg) -> None:
 
 def _on_request(data_cfg):
   """The AudioConfig of a rate name (`44100hz`) that the corpus does not
-  register (see tfds_builders.common.rate_config); None otherwise."""
+  register (see tfds_builders.common.rate_config); None otherwise, and for a
+  corpus without builder configs (IEMOCAP)."""
   from tfds_builders import common
   if not data_cfg.builder_config:
     return None
-  import tensorflow_datasets as tfds
-  try:
-    cls = tfds.builder_cls(data_cfg.name)
-  except tfds.core.registered.DatasetNotFoundError:
-    return None
-  have = [c.name for c in getattr(cls, 'BUILDER_CONFIGS', None) or ()]
-  if not have or data_cfg.builder_config in have:   # none (IEMOCAP), or registered
+  have = _registered_configs(data_cfg.name)
+  if not have or data_cfg.builder_config in have:
     return None
   return common.rate_config(data_cfg.builder_config)
 

@@ -145,13 +145,15 @@ def check_values(config) -> None:
   aggregation and selection mode here, then the trainer's own (`Trainer.check`).
   What depends on the corpus (a fold beyond its speakers, a class it lacks) is
   judged when the corpus is read."""
+  from ser_jax import evaluate  # pylint: disable=g-import-not-at-top
   from ser_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ser_jax import splits  # pylint: disable=g-import-not-at-top
   input_pipeline.check_corpus_names(config.data)
   splits.check_protocol(config.protocol)
   splits.parse_folds(config.protocol.folds)
-  if config.aggregation not in ('max', 'mean'):
-    raise cli.UsageError(f'aggregation={config.aggregation!r}: max or mean')
+  if config.aggregation not in evaluate.AGGREGATIONS:
+    raise cli.UsageError(f'aggregation={config.aggregation!r}: '
+                         f'{" or ".join(evaluate.AGGREGATIONS)}')
   if config.selection.mode not in ('min', 'max'):
     raise cli.UsageError(f'selection.mode={config.selection.mode!r}: min or max')
   trainer = _named(config.trainer)
